@@ -1,0 +1,3 @@
+from keepfix.cli import main as _main
+
+_main.main()

@@ -1,0 +1,1 @@
+"""The public contract: conventions (every cluster-visible string) and models (the kinds)."""

@@ -1,0 +1,1 @@
+"""The `keepfix` command line. Never imports kopf."""

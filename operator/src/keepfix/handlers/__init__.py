@@ -1,0 +1,1 @@
+"""Kopf handlers: fetch, decide with keepfix.core, apply. Thin."""
