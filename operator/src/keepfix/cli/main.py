@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Each sub-command module exposes register(subparsers) and sets `func` on its parser.
     # One line per sub-command module; each engineer adds their own.
-    from keepfix.cli import crds
+    from keepfix.cli import crds, run
 
     return [
         crds.register,
+        run.register,
     ]
 
 
