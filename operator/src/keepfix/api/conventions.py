@@ -77,3 +77,21 @@ ACTION_FIGHTING: Final = "Fighting"
 WEBHOOK_CONFIGURATION_NAME: Final = "keepfix"
 #: The webhook name kubectl shows in a denial.
 WEBHOOK_GUARDRAILS: Final = "guardrails.keepfix.dev"
+#: The webhook kubectl names when a change would revert a Mitigation's fix.
+WEBHOOK_MITIGATIONS: Final = "mitigations.keepfix.dev"
+#: URL path prefix of the webhooks: `/validate/<webhook name>`.
+WEBHOOK_PATH_PREFIX: Final = "/validate/"
+#: Label on the ValidatingWebhookConfiguration: the operator keeps it in sync.
+LABEL_WEBHOOK_OWNER: Final = f"{GROUP}/webhook"
+
+# Verdict label values of keepfix_admission_reviews_total{kind,verdict}.
+#: No finding.
+VERDICT_ALLOWED: Final = "Allowed"
+#: A Deny-level finding new with this change: the request was refused.
+VERDICT_DENIED: Final = "Denied"
+#: Allowed with admission warnings (Warn level, or a violation the old object had).
+VERDICT_WARNED: Final = "Warned"
+#: Allowed; only Audit-level findings (counted, not shown).
+VERDICT_AUDITED: Final = "Audited"
+#: The review failed inside keepfix and the request was allowed (fail open).
+VERDICT_ERROR: Final = "Error"
