@@ -81,8 +81,6 @@ WEBHOOK_GUARDRAILS: Final = "guardrails.keepfix.dev"
 WEBHOOK_MITIGATIONS: Final = "mitigations.keepfix.dev"
 #: URL path prefix of the webhooks: `/validate/<webhook name>`.
 WEBHOOK_PATH_PREFIX: Final = "/validate/"
-#: Label on the ValidatingWebhookConfiguration: the operator keeps it in sync.
-LABEL_WEBHOOK_OWNER: Final = f"{GROUP}/webhook"
 
 # Verdict label values of keepfix_admission_reviews_total{kind,verdict}.
 #: No finding.
