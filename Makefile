@@ -78,6 +78,19 @@ bench: $(STAMP) k8s-bin ## Run the benchmarks in bench/ (results go to docs/perf
 run: $(STAMP) k8s-bin ## A local control plane, the CRDs, examples and the operator, with a narrated drift story.
 	KEEPFIX_K8S_BIN=$(K8S_BIN_DIR) $(BIN)/keepfix demo --dir .local/cluster
 
+##@ Build
+
+IMG ?= keepfix/keepfix:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: image
+image: ## Build the operator container image (needs a Docker engine).
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image: no usable Docker engine here" >&2; exit 1; }
+	docker build -t $(IMG) .
+
+.PHONY: helm-lint
+helm-lint: k8s-bin ## Lint the Helm chart (strict) and render it with every option on.
+	$(K8S_BIN_DIR)/helm lint --strict charts/keepfix
+
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (not the ~/.cache/keepfix binaries).
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .local

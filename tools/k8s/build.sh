@@ -128,11 +128,17 @@ GO
 build_helm() {
   [ -x "$helm_dir/helm" ] && return 0
   log "building helm $HELM_VERSION"
-  local major=${HELM_VERSION%%.*}
+  local major=${HELM_VERSION%%.*} gomod cg kminor ld
+  # Helm's default Kubernetes version (for `helm template` and `helm lint`)
+  # comes from link-time variables; stamp the client-go minor Helm was built with.
+  gomod=$(go mod download -json "helm.sh/helm/$major@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  cg=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$gomod")
+  kminor=${cg#v0.}; kminor=${kminor%%.*}
+  ld="-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION"
+  ld+=" -X helm.sh/helm/$major/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/$major/pkg/chartutil.k8sVersionMinor=$kminor"
+  ld+=" -X helm.sh/helm/$major/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/$major/pkg/lint/rules.k8sVersionMinor=$kminor"
   mkdir -p "$helm_dir.tmp"
-  GOBIN="$helm_dir.tmp" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+  GOBIN="$helm_dir.tmp" go install -trimpath -ldflags "$ld" "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
   rm -rf "$helm_dir" && mv "$helm_dir.tmp" "$helm_dir"
 }
 
