@@ -1,0 +1,150 @@
+"""Which protected fields of a live object drifted from their stable values.
+
+A Mitigation protects fields (``ProtectedField``): a path, the stable value,
+the values the incident had (``known_bad``) and whether the fix needs the
+field absent. ``diff`` resolves each path in the live object (``[*]`` and
+selectors expanded by ``keepfix.core.paths``) and compares with
+``keepfix.core.values.equal``, so key order, quantity spelling, int/float
+spelling, server defaults and fields the declared value does not mention
+never show up as drift. A field that should hold a value but is missing is
+drift (``present=False``); a field that must be absent drifts by being
+there. A captured value (``whole=True``) is compared key for key, minus the
+metadata the API server writes.
+
+``capture_fields`` turns an object into protected fields, one per leaf (a
+merge-keyed list item addressed by its key, any other list whole), which is
+what ``capture: true`` and the zero-phantom-drift tests need.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keepfix.core import paths, values
+
+
+@dataclass(frozen=True)
+class ProtectedField:
+    """A field a fix depends on; ``value=None`` or ``absent=True`` means it must be absent."""
+
+    path: str
+    value: Any
+    known_bad: tuple[Any, ...] = ()
+    absent: bool = False
+    whole: bool = False
+
+    @property
+    def requires_absent(self) -> bool:
+        """Whether the fix needs this field absent (``value: null`` in a Mitigation)."""
+        return self.absent or self.value is None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A protected field whose live value is not the stable one.
+
+    ``path`` is the concrete human path (selectors kept, ``[*]`` expanded),
+    ``pointer`` its RFC 6901 pointer, ``present`` whether live holds the field,
+    ``known_bad`` whether the live value is one the incident had, ``whole``
+    whether the expected value is a captured value compared key for key.
+    """
+
+    path: str
+    pointer: str
+    expected: Any
+    actual: Any
+    present: bool
+    known_bad: bool
+    whole: bool = False
+
+
+def diff(fields: Iterable[ProtectedField], live: Mapping[str, Any]) -> tuple[Drift, ...]:
+    """The drifted fields, sorted by path (then pointer), without duplicates."""
+    found: dict[tuple[str, str, str], Drift] = {}
+    for field in fields:
+        for drift in _field_drifts(field, live):
+            expected = json.dumps(values.canonical(drift.expected), sort_keys=True, default=str)
+            found.setdefault((drift.path, drift.pointer, expected), drift)
+    return tuple(found[key] for key in sorted(found))
+
+
+def _field_drifts(field: ProtectedField, live: Mapping[str, Any]) -> Iterator[Drift]:
+    for match in paths.resolve(live, field.path):
+        if _holds(field, match):
+            continue
+        yield Drift(
+            path=match.path,
+            pointer=match.pointer,
+            expected=None if field.requires_absent else field.value,
+            actual=match.value,
+            present=match.present,
+            known_bad=_is_known_bad(field, match),
+            whole=field.whole,
+        )
+
+
+def _holds(field: ProtectedField, match: paths.Match) -> bool:
+    if field.requires_absent:
+        return not match.present or match.value is None
+    if not match.present:
+        return False
+    expected, actual = field.value, match.value
+    if field.whole and match.pointer == "/metadata":
+        expected, actual = _without_server_metadata(expected), _without_server_metadata(actual)
+    return values.equal(expected, actual, field=last_key(match.concrete), whole=field.whole)
+
+
+def _without_server_metadata(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    return {key: item for key, item in value.items() if key not in values.SERVER_METADATA}
+
+
+def _is_known_bad(field: ProtectedField, match: paths.Match) -> bool:
+    actual = match.value if match.present else None
+    key = last_key(match.concrete)
+    return any(values.equal(bad, actual, field=key) for bad in field.known_bad)
+
+
+def last_key(path: paths.Path) -> str | None:
+    """The mapping key a path ends in (which decides list merge semantics), if any."""
+    last = path.segments[-1] if path.segments else None
+    return last.name if isinstance(last, paths.Key) else None
+
+
+# --- capture ------------------------------------------------------------------
+
+
+def capture_fields(obj: Mapping[str, Any]) -> tuple[ProtectedField, ...]:
+    """One protected field per leaf of ``obj`` (minus ``status`` and server metadata).
+
+    Leaves are scalars, empty mappings and lists that do not merge by key
+    (taken whole); items of merge-keyed lists are addressed by their key when
+    it is unique, by index otherwise. Null values become "must be absent".
+    """
+    stripped = values.strip_server_fields(obj)
+    return tuple(
+        ProtectedField(paths.format(paths.Path(segments)), value)
+        for segments, value in _leaves(stripped, (), None)
+    )
+
+
+def _leaves(
+    value: Any, at: tuple[paths.Segment, ...], field: str | None
+) -> Iterator[tuple[tuple[paths.Segment, ...], Any]]:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            yield from _leaves(item, (*at, paths.Key(str(key))), str(key))
+        return
+    key = values.merge_key(field, value) if isinstance(value, list) and value else None
+    if key is None:
+        if at:
+            yield at, value
+        return
+    for index, item in enumerate(value):
+        selector = paths.Select(key, paths.scalar_text(item[key]))
+        unique = len(paths.select_indices(value, selector)) == 1
+        yield from _leaves(item, (*at, selector if unique else paths.Index(index)), None)
