@@ -1,0 +1,272 @@
+"""AdmissionReview v1 in, AdmissionReview v1 out, decided by `keepfix.core.policy`.
+
+`Reviewer.review` is what the HTTPS server calls for each request. It
+decodes the review, asks `core.policy.evaluate` (the same function `keepfix
+gate` runs, so CI and admission agree) about `request.object` and, on UPDATE,
+`request.oldObject`, and answers:
+
+- a finding that `blocks` (Deny level, new with this change) -> `allowed:
+  false`, `status.message` = the findings' messages, which kubectl prints
+  after `admission webhook "<name>" denied the request: `;
+- Warn findings, and Deny findings the old object already had -> allowed, one
+  admission warning per finding, each under the API server's 120-character
+  advice (`warning`);
+- Audit findings -> allowed and counted, silently.
+
+Each webhook (`guardrails.keepfix.dev`, `mitigations.keepfix.dev`) answers
+for its own policy kind only, so kubectl names the right one in a denial.
+
+Mitigations on UPDATE: a protected field the old object already had at the
+same non-stable value is not a revert made by this change (the drift is
+older, and the runtime pipeline owns it): it is reported as a warning, never
+denied, like a Guardrail violation of a legacy object. Changing a protected
+field to any other non-stable value is a revert.
+
+The request path never awaits: the PolicySet is read from a getter (an
+in-memory index swapped by the registry), side effects go to callbacks that
+only enqueue (`on_prevented`, `on_counted`). A request with `dryRun: true`
+gets the same answer with no side effects. Any exception is logged and the
+request allowed with a warning: a bug in keepfix must never block a cluster
+(`failurePolicy` only governs an unreachable or slow webhook).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from keepfix.api import conventions
+from keepfix.core import policy
+
+logger = logging.getLogger(__name__)
+
+API_VERSION: Final = "admission.k8s.io/v1"
+KIND: Final = "AdmissionReview"
+#: The API server advises warnings of at most 120 characters.
+WARNING_LIMIT: Final = 120
+#: More blocking findings than this are summarised as "and N more".
+MESSAGE_FINDINGS: Final = 5
+ELLIPSIS: Final = "..."
+PREEXISTING_PREFIX: Final = "Existing: "
+ERROR_WARNING: Final = "keepfix webhook failed internally; request allowed (see operator log)"
+
+#: Policy kind each webhook answers for.
+WEBHOOK_POLICY_KIND: Final[Mapping[str, str]] = {
+    conventions.WEBHOOK_GUARDRAILS: conventions.KIND_GUARDRAIL,
+    conventions.WEBHOOK_MITIGATIONS: conventions.KIND_MITIGATION,
+}
+
+PolicyGetter = Callable[[], policy.PolicySet]
+#: Called once per denying policy of a real (not dry-run) denial.
+OnPrevented = Callable[[policy.Ref], None]
+#: Called once per real (not dry-run) review with (object kind, verdict).
+OnCounted = Callable[[str, str], None]
+
+
+class ReviewError(ValueError):
+    """The body is not an AdmissionReview v1 request this webhook can read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """The parts of AdmissionReview.request a decision needs."""
+
+    uid: str
+    kind: str
+    namespace: str
+    operation: str
+    dry_run: bool
+    object: Mapping[str, Any]
+    old_object: Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The answer to one review; `label` is the metric's verdict."""
+
+    allowed: bool
+    label: str
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    denied_by: tuple[policy.Ref, ...] = ()
+
+
+def decode(body: Mapping[str, Any]) -> Request:
+    """The request of an AdmissionReview v1; ReviewError names what is missing."""
+    if body.get("apiVersion") != API_VERSION or body.get("kind") != KIND:
+        raise ReviewError(f"expected {KIND} {API_VERSION}, got {body.get('kind')!r}")
+    request = body.get("request")
+    if not isinstance(request, Mapping) or not isinstance(request.get("uid"), str):
+        raise ReviewError("request.uid is missing")
+    obj = request.get("object")
+    if not isinstance(obj, Mapping):
+        raise ReviewError("request.object is missing")
+    old = request.get("oldObject")
+    kind = request.get("kind")
+    return Request(
+        uid=request["uid"],
+        kind=str(kind.get("kind", "")) if isinstance(kind, Mapping) else str(obj.get("kind", "")),
+        namespace=str(request.get("namespace") or ""),
+        operation=str(request.get("operation") or ""),
+        dry_run=bool(request.get("dryRun")),
+        object=obj,
+        old_object=old if isinstance(old, Mapping) else None,
+    )
+
+
+def decide(
+    policies: policy.PolicySet, request: Request, *, policy_kind: str | None = None
+) -> Verdict:
+    """The verdict on `request`, for findings of `policy_kind` (None: every kind)."""
+    findings = _findings(policies, request)
+    if policy_kind is not None:
+        findings = tuple(f for f in findings if f.policy.kind == policy_kind)
+    return verdict(findings)
+
+
+def verdict(findings: Sequence[policy.Finding]) -> Verdict:
+    """Deny on a blocking finding; warn for Warn and pre-existing Deny; audit the rest."""
+    blocking = [f for f in findings if f.blocks]
+    warned = [f for f in findings if not f.blocks and f.level is not policy.Level.AUDIT]
+    warnings = tuple(warning(f) for f in warned)
+    if blocking:
+        return Verdict(
+            allowed=False,
+            label=conventions.VERDICT_DENIED,
+            message=denial_message(blocking),
+            warnings=warnings,
+            denied_by=tuple(dict.fromkeys(f.policy for f in blocking)),
+        )
+    if warned:
+        return Verdict(allowed=True, label=conventions.VERDICT_WARNED, warnings=warnings)
+    if findings:
+        return Verdict(allowed=True, label=conventions.VERDICT_AUDITED)
+    return Verdict(allowed=True, label=conventions.VERDICT_ALLOWED)
+
+
+def denial_message(blocking: Sequence[policy.Finding]) -> str:
+    """The messages of the blocking findings, `; `-joined, the first few in full."""
+    shown = [f.message for f in blocking[:MESSAGE_FINDINGS]]
+    rest = len(blocking) - len(shown)
+    if rest:
+        shown.append(f"and {rest} more")
+    return "; ".join(shown)
+
+
+def warning(finding: policy.Finding) -> str:
+    """One admission warning under WARNING_LIMIT characters, printable ASCII."""
+    prefix = PREEXISTING_PREFIX if finding.preexisting else ""
+    text = prefix + _printable(finding.message)
+    if len(text) < WARNING_LIMIT:
+        return text
+    shorter = text.replace(finding.path, _short_path(finding.path), 1)
+    if len(shorter) < WARNING_LIMIT:
+        return shorter
+    return shorter[: WARNING_LIMIT - 1 - len(ELLIPSIS)] + ELLIPSIS
+
+
+def response(uid: str, verdict: Verdict) -> dict[str, Any]:
+    """The AdmissionReview v1 answer."""
+    answer: dict[str, Any] = {"uid": uid, "allowed": verdict.allowed}
+    if not verdict.allowed:
+        answer["status"] = {"code": 403, "reason": "Forbidden", "message": verdict.message}
+    if verdict.warnings:
+        answer["warnings"] = list(verdict.warnings)
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": answer}
+
+
+class Reviewer:
+    """The review callable the server runs: decode, decide, count, answer; never raises."""
+
+    def __init__(
+        self,
+        *,
+        policies: PolicyGetter,
+        on_prevented: OnPrevented | None = None,
+        on_counted: OnCounted | None = None,
+    ) -> None:
+        self._policies = policies
+        self._on_prevented = on_prevented
+        self._on_counted = on_counted
+
+    def __call__(self, webhook: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        uid = _uid(body)
+        try:
+            request = decode(body)
+            result = decide(self._policies(), request, policy_kind=WEBHOOK_POLICY_KIND.get(webhook))
+        except Exception:
+            logger.exception("Admission review failed, request allowed: uid=%s", uid)
+            result = Verdict(
+                allowed=True, label=conventions.VERDICT_ERROR, warnings=(ERROR_WARNING,)
+            )
+            self._count(str(_kind(body)), result, dry_run=_dry_run(body))
+            return response(uid, result)
+        self._count(request.kind, result, dry_run=request.dry_run)
+        return response(uid, result)
+
+    def _count(self, kind: str, result: Verdict, *, dry_run: bool) -> None:
+        # Side effects only for real requests; the callbacks only enqueue.
+        if dry_run:
+            return
+        try:
+            if self._on_counted is not None:
+                self._on_counted(kind, result.label)
+            if self._on_prevented is not None:
+                for ref in result.denied_by:
+                    self._on_prevented(ref)
+        except Exception:
+            logger.exception("Admission review counting failed")
+
+
+def _findings(policies: policy.PolicySet, request: Request) -> tuple[policy.Finding, ...]:
+    findings = policy.evaluate(
+        policies, request.object, old=request.old_object, default_namespace=request.namespace
+    )
+    if request.old_object is None or not any(_is_mitigation(f) for f in findings):
+        return findings
+    before = policy.evaluate(policies, request.old_object, default_namespace=request.namespace)
+    return tuple(_mark_older_drift(findings, before))
+
+
+def _mark_older_drift(
+    findings: Iterable[policy.Finding], before: Iterable[policy.Finding]
+) -> Iterable[policy.Finding]:
+    older = {(f.policy, f.path, policy.render(f.actual)) for f in before if _is_mitigation(f)}
+    for f in findings:
+        if _is_mitigation(f) and (f.policy, f.path, policy.render(f.actual)) in older:
+            yield dataclasses.replace(f, preexisting=True)
+        else:
+            yield f
+
+
+def _is_mitigation(finding: policy.Finding) -> bool:
+    return finding.policy.kind == conventions.KIND_MITIGATION
+
+
+def _short_path(path: str) -> str:
+    # Keep the end of a long path: `...containers[name=web].securityContext.privileged`.
+    parts = path.split(".")
+    return ELLIPSIS + ".".join(parts[-3:]) if len(parts) > 3 else path
+
+
+def _printable(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def _uid(body: Mapping[str, Any]) -> str:
+    request = body.get("request")
+    uid = request.get("uid") if isinstance(request, Mapping) else None
+    return uid if isinstance(uid, str) else ""
+
+
+def _kind(body: Mapping[str, Any]) -> str:
+    request = body.get("request")
+    kind = request.get("kind") if isinstance(request, Mapping) else None
+    return str(kind.get("kind", "")) if isinstance(kind, Mapping) else ""
+
+
+def _dry_run(body: Mapping[str, Any]) -> bool:
+    request = body.get("request")
+    return bool(request.get("dryRun")) if isinstance(request, Mapping) else False
