@@ -1,0 +1,486 @@
+"""Guardrail rules: which objects a Guardrail applies to, and which rules they break.
+
+A `Rule` is a path (DESIGN.md path syntax) and exactly one `Constraint`:
+`equals`, `notIn`, `matches`, `notMatches`, `atLeast`, `atMost` or `present`.
+`evaluate` resolves the path in the object (`keepfix.core.paths.resolve`) and
+checks every location it finds:
+
+- A `[*]` path must hold for every item; over a missing or empty list there is
+  nothing to check, so it holds.
+- A field that is absent (or null) inside an item that exists, or on a plain
+  path, satisfies `notIn`, `notMatches` and `present: false`, and breaks every
+  other constraint unless the rule is `optional`. A `[name=web]` selector that
+  matches no item counts as absent.
+- `equals` and `notIn` use semantic equality (`keepfix.core.values.equal`:
+  `512Mi == 0.5Gi`, a declared mapping is a subset). Regular expressions are
+  searched (`re.search`), not fully matched; they apply to scalars (numbers
+  and booleans read as `8080`, `true`), and a mapping or list never matches.
+- `atLeast`/`atMost` order numbers, quantities and versions; on an image
+  reference the tag is compared. A value with no order (a digest, `latest`, a
+  word) breaks the rule, and the message says why.
+- A path starting with `podSpec.` means the pod spec of the object's kind; a
+  kind without one (a ConfigMap) is not checked by that rule.
+
+Values of a Secret's `data` and `stringData` never appear in a violation:
+`actual` and the message carry `sha256:<hex>` instead.
+
+`matches` decides whether a Guardrail's `match` selects an object:
+`resources` by API group (`""` core, `*` or empty any) and kind (`*` any),
+`namespaces` (empty: all), `excludeNamespaces` and a label `selector`
+(matchLabels and matchExpressions In, NotIn, Exists, DoesNotExist). A
+cluster-scoped object (no `metadata.namespace`) is not filtered by
+`namespaces` or `excludeNamespaces`, except a Namespace object, which is
+filtered by its own name (`excludeNamespaces: [kube-system]` skips the
+kube-system Namespace too). An empty `resources` matches nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+from keepfix.core import paths, values
+
+Operator: TypeAlias = Literal[
+    "equals", "notIn", "matches", "notMatches", "atLeast", "atMost", "present"
+]
+
+#: The constraint keys of a rule, as spelt in a Guardrail.
+CONSTRAINTS: Final[tuple[Operator, ...]] = (
+    "equals",
+    "notIn",
+    "matches",
+    "notMatches",
+    "atLeast",
+    "atMost",
+    "present",
+)
+#: Constraints an absent field satisfies.
+ABSENT_SATISFIES: Final = frozenset({"notIn", "notMatches"})
+SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
+WILDCARD: Final = "*"
+_RULE_KEYS: Final = frozenset({"name", "path", "message", "optional", *CONSTRAINTS})
+_SECRET_DATA: Final = ("/data", "/stringData")
+_Failure: TypeAlias = "tuple[str, bool] | None"
+
+
+class RuleError(ValueError):
+    """A rule or match that cannot be used; the message says what to change."""
+
+
+# --- rules -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """One constraint: `op` and its operand (a tuple for notIn)."""
+
+    op: Operator
+    operand: Any
+
+    def __post_init__(self) -> None:
+        check = _OPERAND_CHECKS.get(self.op)
+        if check is None:
+            raise RuleError(f"unknown constraint {self.op!r}: use one of {', '.join(CONSTRAINTS)}")
+        check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The constraint as a Guardrail spells it, e.g. `{"notIn": [true]}`."""
+        operand = list(self.operand) if self.op == "notIn" else self.operand
+        return {self.op: operand}
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The compiled regular expression of matches/notMatches."""
+        return _compile(self.operand)
+
+
+def _check_not_in(c: Constraint) -> None:
+    if isinstance(c.operand, str | bytes | Mapping) or not isinstance(c.operand, Iterable):
+        raise RuleError(f"notIn needs a list of known-bad values, got {c.operand!r}")
+    object.__setattr__(c, "operand", tuple(c.operand))
+
+
+def _check_pattern(c: Constraint) -> None:
+    if not isinstance(c.operand, str):
+        raise RuleError(f"{c.op} needs a regular expression (a string), got {c.operand!r}")
+    try:
+        _compile(c.operand)
+    except re.error as exc:
+        raise RuleError(
+            f"{c.op}: bad regular expression {c.operand!r} at position {exc.pos}: {exc.msg}"
+        ) from None
+
+
+def _check_bound(c: Constraint) -> None:
+    try:
+        values.compare(c.operand, c.operand)
+    except values.NotComparable as exc:
+        raise RuleError(
+            f"{c.op} needs a number, a quantity (512Mi) or a version (1.25.3): {exc}"
+        ) from None
+
+
+def _check_present(c: Constraint) -> None:
+    if not isinstance(c.operand, bool):
+        raise RuleError(f"present needs true or false, got {c.operand!r}")
+
+
+def _check_any(c: Constraint) -> None:
+    return None
+
+
+_OPERAND_CHECKS: Final = {
+    "equals": _check_any,
+    "notIn": _check_not_in,
+    "matches": _check_pattern,
+    "notMatches": _check_pattern,
+    "atLeast": _check_bound,
+    "atMost": _check_bound,
+    "present": _check_present,
+}
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS.setdefault(pattern, re.compile(pattern))
+    return compiled
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A Guardrail rule; the path is parsed (and checked) when the rule is made."""
+
+    name: str
+    path: str
+    constraint: Constraint
+    message: str | None = None
+    optional: bool = False
+    parsed: paths.Path = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            parsed = paths.parse(self.path)
+        except paths.PathError as exc:
+            raise RuleError(f"rule {self.name!r}: {exc}") from None
+        object.__setattr__(self, "parsed", parsed)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Rule:
+        """A rule from its Guardrail form: `{name, path, <one constraint>, message?, optional?}`."""
+        name = spec.get("name")
+        where = f"rule {name!r}" if name else "rule"
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"{where}: name is required")
+        if not isinstance(spec.get("path"), str):
+            raise RuleError(f"{where}: path is required (e.g. spec.replicas)")
+        unknown = sorted(set(spec) - _RULE_KEYS)
+        if unknown:
+            raise RuleError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        found = [op for op in CONSTRAINTS if op in spec]
+        if len(found) != 1:
+            raise RuleError(
+                f"{where}: set exactly one constraint of {', '.join(CONSTRAINTS)} "
+                f"(found {', '.join(found) or 'none'})"
+            )
+        try:
+            constraint = Constraint(found[0], spec[found[0]])
+        except RuleError as exc:
+            raise RuleError(f"{where}: {exc}") from None
+        message = spec.get("message")
+        return cls(
+            name=name,
+            path=spec["path"],
+            constraint=constraint,
+            message=str(message) if message else None,
+            optional=bool(spec.get("optional", False)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """One location of an object that breaks a rule.
+
+    `rule` is the rule's name, `path` the concrete human path
+    (`spec.template.spec.containers[name=web].securityContext.privileged`),
+    `pointer` its JSON pointer, `expected` the constraint as a Guardrail spells
+    it, `actual` the value found (None when absent), `known_bad` whether the
+    value is one the rule lists as bad (notIn, notMatches), `reason` what is
+    wrong without the path (`is true (known-bad)`) and `message` the sentence a
+    person reads in a kubectl denial: path, reason and the rule's message.
+    """
+
+    rule: str
+    path: str
+    pointer: str
+    expected: dict[str, Any]
+    actual: Any
+    present: bool
+    known_bad: bool
+    reason: str
+    message: str
+
+
+def evaluate(rules: Iterable[Rule], obj: Mapping[str, Any]) -> tuple[Violation, ...]:
+    """Every violation of `rules` in `obj`, in rule order then location order."""
+    secret = obj.get("kind") == "Secret"
+    found: list[Violation] = []
+    for rule in rules:
+        for location in paths.resolve(obj, rule.parsed):
+            violation = _check(rule, location, secret=secret)
+            if violation is not None:
+                found.append(violation)
+    return tuple(found)
+
+
+def _check(rule: Rule, location: paths.Match, *, secret: bool) -> Violation | None:
+    c = rule.constraint
+    if not _present(location):
+        absent_ok = c.op in ABSENT_SATISFIES or (c.op == "present" and c.operand is False)
+        if absent_ok or rule.optional:
+            return None
+        return _violation(rule, location, _absent_reason(c), actual=None, known_bad=False)
+    hidden = secret and _is_secret_data(location)
+    actual = _redacted(location.value) if hidden else location.value
+    failure = _present_failure(c, location.value, _field_name(location), render(actual))
+    if failure is None:
+        return None
+    reason, known_bad = failure
+    return _violation(rule, location, reason, actual=actual, known_bad=known_bad)
+
+
+def _present(location: paths.Match) -> bool:
+    return location.present and location.value is not None
+
+
+def _present_failure(c: Constraint, value: Any, field: str | None, shown: str) -> _Failure:
+    """(reason, known_bad) when `value` breaks `c`, None when it holds."""
+    if c.op == "equals":
+        if values.equal(c.operand, value, field=field):
+            return None
+        return f"is {shown}, expected {render(c.operand)}", False
+    if c.op == "notIn":
+        bad = any(values.equal(b, value, field=field) for b in c.operand)
+        return (f"is {shown} (known-bad)", True) if bad else None
+    if c.op in ("matches", "notMatches"):
+        text = _text(value)
+        hit = text is not None and c.pattern.search(text) is not None
+        if c.op == "notMatches":
+            return (
+                (f"is {shown}, which matches the known-bad pattern /{c.operand}/", True)
+                if hit
+                else None
+            )
+        return None if hit else (f"is {shown}, which does not match /{c.operand}/", False)
+    if c.op == "present":
+        return None if c.operand else (f"is set to {shown}, must be absent", False)
+    return _bound_failure(c, value, field, shown)
+
+
+def _bound_failure(c: Constraint, value: Any, field: str | None, shown: str) -> _Failure:
+    word, side = ("minimum", -1) if c.op == "atLeast" else ("maximum", 1)
+    try:
+        # A bare image name (`envoy`) is an image without a tag, not a word.
+        subject = values.image_tag(value) if field == "image" and isinstance(value, str) else value
+        order = values.compare(subject, c.operand)
+    except values.NotComparable as exc:
+        return (
+            f"is {shown}, which cannot be compared with the {word} {render(c.operand)}: {exc}",
+            False,
+        )
+    if order != side:
+        return None
+    where = "below" if side < 0 else "above"
+    return f"is {shown}, {where} the {word} {render(c.operand)}", False
+
+
+def _absent_reason(c: Constraint) -> str:
+    if c.op == "present":
+        return "is absent, must be set"
+    if c.op == "equals":
+        return f"is absent, expected {render(c.operand)}"
+    if c.op == "matches":
+        return f"is absent, expected a value matching /{c.operand}/"
+    bound = "at least" if c.op == "atLeast" else "at most"
+    return f"is absent, expected {bound} {render(c.operand)}"
+
+
+def _violation(
+    rule: Rule, location: paths.Match, reason: str, *, actual: Any, known_bad: bool
+) -> Violation:
+    message = f"{location.path} {reason}"
+    if rule.message:
+        message += f": {rule.message}"
+    return Violation(
+        rule=rule.name,
+        path=location.path,
+        pointer=location.pointer,
+        expected=rule.constraint.to_dict(),
+        actual=actual,
+        present=_present(location),
+        known_bad=known_bad,
+        reason=reason,
+        message=message,
+    )
+
+
+def _field_name(location: paths.Match) -> str | None:
+    last = location.concrete.segments[-1] if location.concrete.segments else None
+    return last.name if isinstance(last, paths.Key) else None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, Mapping | list):
+        return None
+    return paths.scalar_text(value)
+
+
+def _is_secret_data(location: paths.Match) -> bool:
+    return any(location.pointer == p or location.pointer.startswith(p + "/") for p in _SECRET_DATA)
+
+
+def _redacted(value: Any) -> str:
+    body = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def render(value: Any) -> str:
+    """A value in a one-line message: strings bare (`""` when empty), the rest as JSON."""
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# --- matching ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """Kinds a Guardrail applies to: API groups (`""` core, `*` or empty: any) and kinds."""
+
+    api_groups: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = (WILDCARD,)
+
+    def selects(self, group: str, kind: str) -> bool:
+        """True when (group, kind) is one of these."""
+        groups_ok = not self.api_groups or WILDCARD in self.api_groups or group in self.api_groups
+        return groups_ok and (WILDCARD in self.kinds or kind in self.kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    """A matchExpressions item: key, operator (In, NotIn, Exists, DoesNotExist), values."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.operator not in SELECTOR_OPERATORS:
+            raise RuleError(
+                f"selector operator {self.operator!r} on {self.key!r}: use one of "
+                f"{', '.join(SELECTOR_OPERATORS)}"
+            )
+        wants_values = self.operator in ("In", "NotIn")
+        if wants_values != bool(self.values):
+            need = "needs at least one value" if wants_values else "takes no values"
+            raise RuleError(f"selector operator {self.operator} on {self.key!r} {need}")
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        """True when the labels meet this requirement (NotIn holds when the label is absent)."""
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        inside = self.key in labels and labels[self.key] in self.values
+        return inside if self.operator == "In" else not inside
+
+
+@dataclasses.dataclass(frozen=True)
+class Selector:
+    """A label selector; the empty selector matches every object."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """True when every matchLabels pair and every requirement holds."""
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.holds(labels) for r in self.match_expressions
+        )
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any] | None) -> Selector:
+        """From metav1.LabelSelector form: `{matchLabels: {...}, matchExpressions: [...]}`."""
+        spec = spec or {}
+        labels = spec.get("matchLabels") or {}
+        expressions = spec.get("matchExpressions") or []
+        return cls(
+            match_labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            match_expressions=tuple(
+                Requirement(
+                    key=str(e.get("key", "")),
+                    operator=str(e.get("operator", "")),
+                    values=tuple(str(v) for v in e.get("values") or ()),
+                )
+                for e in expressions
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """Which objects a Guardrail applies to (see the module docstring)."""
+
+    resources: tuple[Resources, ...]
+    namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+    selector: Selector = dataclasses.field(default_factory=Selector)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Match:
+        """From a Guardrail's `spec.match` form."""
+        resources = tuple(
+            Resources(
+                api_groups=tuple(str(g) for g in r.get("apiGroups") or ()),
+                kinds=tuple(str(k) for k in r.get("kinds") or ()),
+            )
+            for r in spec.get("resources") or ()
+        )
+        if not resources or not all(r.kinds for r in resources):
+            raise RuleError(
+                "match.resources needs at least one {apiGroups: [...], kinds: [...]} with a "
+                'kind, e.g. {apiGroups: ["apps"], kinds: ["Deployment"]}'
+            )
+        return cls(
+            resources=resources,
+            namespaces=tuple(str(n) for n in spec.get("namespaces") or ()),
+            exclude_namespaces=tuple(str(n) for n in spec.get("excludeNamespaces") or ()),
+            selector=Selector.from_dict(spec.get("selector")),
+        )
+
+
+def matches(match: Match, obj: Mapping[str, Any]) -> bool:
+    """True when the Guardrail's `match` selects `obj`."""
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    kind = str(obj.get("kind") or "")
+    if not any(r.selects(group, kind) for r in match.resources):
+        return False
+    metadata = obj.get("metadata") or {}
+    namespace = metadata.get("namespace") or (
+        metadata.get("name") if kind == "Namespace" and not group else None
+    )
+    if namespace:
+        if match.namespaces and namespace not in match.namespaces:
+            return False
+        if namespace in match.exclude_namespaces:
+            return False
+    labels = metadata.get("labels") or {}
+    return match.selector.selects(labels)
