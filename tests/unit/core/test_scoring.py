@@ -216,3 +216,17 @@ def test_signature_invariant_under_decimal_quantity_spelling(n: int, unit: str) 
     assert sig(D(MEMORY, total)) == expected
     assert sig(D(MEMORY, f"{total * 1000}m")) == expected
     assert sig(D(MEMORY, f"{n}e{len(str(_DECIMAL[unit])) - 1}")) == expected
+
+
+def test_signature_merge_keyed_list_order_does_not_matter() -> None:
+    """A drifted containers list hashes the same whatever the container order."""
+    web, side = {"name": "web", "image": "nginx:1.25"}, {"name": "side", "image": "envoy:1.30"}
+    path = "spec.template.spec.containers"
+    assert sig(D(path, [web, side])) == sig(D(path, [side, web]))
+    assert sig(D("spec.args", ["a", "b"])) != sig(D("spec.args", ["b", "a"]))
+
+
+@pytest.mark.parametrize("path", ["spec.containers[0]", "/spec/replicas", "bad[path", ""])
+def test_signature_of_any_path_spelling(path: str) -> None:
+    """Index, pointer and even unparsable paths hash without error."""
+    assert sig(D(path, "1Gi")) == sig(D(path, "1024Mi"))

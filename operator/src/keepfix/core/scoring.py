@@ -19,13 +19,13 @@ target does not start a new series of Regressions.
 
 from __future__ import annotations
 
-import decimal
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from typing import Any, Protocol
+
+from keepfix.core import paths, values
 
 SIGNATURE_PREFIX = "sha256:"
 
@@ -109,49 +109,14 @@ def signature(kind: str, drifts: Iterable[DriftLike]) -> str:
 def _drift_item(drift: DriftLike) -> list[Any]:
     if not drift.present:
         return [drift.path, "absent"]
-    return [drift.path, "value", _canonical(drift.actual)]
+    return [drift.path, "value", values.canonical(drift.actual, field=_field(drift.path))]
 
 
-_QUANTITY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$"
-)
-_SUFFIX = {
-    "": decimal.Decimal(1),
-    "n": decimal.Decimal("1e-9"),
-    "u": decimal.Decimal("1e-6"),
-    "m": decimal.Decimal("1e-3"),
-    "k": decimal.Decimal("1e3"),
-    "M": decimal.Decimal("1e6"),
-    "G": decimal.Decimal("1e9"),
-    "T": decimal.Decimal("1e12"),
-    "P": decimal.Decimal("1e15"),
-    "E": decimal.Decimal("1e18"),
-    "Ki": decimal.Decimal(2**10),
-    "Mi": decimal.Decimal(2**20),
-    "Gi": decimal.Decimal(2**30),
-    "Ti": decimal.Decimal(2**40),
-    "Pi": decimal.Decimal(2**50),
-    "Ei": decimal.Decimal(2**60),
-}
-
-
-def _canonical(value: Any) -> Any:
-    """JSON-ready form where equal values are equal (stands in for values.canonical)."""
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return "#" + _number(decimal.Decimal(repr(value) if isinstance(value, float) else value))
-    if isinstance(value, str) and (m := _QUANTITY.match(value.strip())):
-        scale = decimal.Decimal("1" + m.group(2)) if m.group(2) else _SUFFIX[m.group(3) or ""]
-        return "#" + _number(decimal.Decimal(m.group(1)), scale)
-    return value
-
-
-def _number(number: decimal.Decimal, scale: decimal.Decimal = decimal.Decimal(1)) -> str:
-    with decimal.localcontext(prec=80):
-        number *= scale
-        return format(number.normalize(), "f") if number else "0"
+def _field(path: str) -> str | None:
+    """The key the value sits under, which decides how a list is ordered canonically."""
+    try:
+        segments = paths.parse(path).segments
+    except paths.PathError:
+        return None
+    last = segments[-1] if segments else None
+    return last.name if isinstance(last, paths.Key) else None
