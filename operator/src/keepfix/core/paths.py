@@ -262,7 +262,7 @@ class _Parser:
                 raise self.fail("unclosed '['", opened)
             raise self.fail("expected '=' in a [key=value] selector")
         self.pos += 1
-        if self.peek() in ('"', "'") and self.peek() != "":
+        if self.peek() in ('"', "'"):
             value = self.quoted()
         else:
             start = self.pos
@@ -323,7 +323,8 @@ def _format_segment(segment: Segment, *, first: bool) -> str:
     if isinstance(segment, Every):
         return "[*]"
     if isinstance(segment, Select):
-        key = segment.key if _BARE_KEY.fullmatch(segment.key) else _quote(segment.key)
+        bare = _BARE_KEY.fullmatch(segment.key) and not segment.key[0].isdigit()
+        key = segment.key if bare else _quote(segment.key)
         value = segment.value if _BARE_VALUE.fullmatch(segment.value) else _quote(segment.value)
         return f"[{key}={value}]"
     if _BARE_KEY.fullmatch(segment.name) and not (first and segment.name == _POD_SPEC_WORD):
@@ -509,9 +510,9 @@ def set_value(obj: Any, path: Path | str, value: Any) -> Any:
     """A copy of ``obj`` with ``value`` at every location of ``path``.
 
     Missing mappings on the way are created; a selector that matches nothing
-    appends a new item carrying the selector's key. ``[*]`` over a missing list
-    writes nothing. Raises PathConflict where the path crosses a scalar or an
-    index is out of range.
+    appends a new item carrying the selector's key; ``[*]`` writes every item
+    (none of an empty list). Raises PathConflict where the path crosses a
+    scalar or a missing list under ``[*]``, or an index is out of range.
     """
     parsed, expanded = _expanded(obj, path)
     return _set(obj, expanded.segments, value, expanded.pointer, parsed)
