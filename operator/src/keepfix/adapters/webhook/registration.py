@@ -15,7 +15,7 @@ server-side applies the configuration under field manager `keepfix`, only
 when it changed. A webhook without rules is left out of the configuration
 rather than registered empty. The configuration is kept when the operator
 stops: with `failurePolicy: Fail` a stopped operator must keep blocking
-writes; `--webhook=off` removes it (`Registrar.remove`).
+writes; `--webhook=off` removes it (`remove`).
 """
 
 from __future__ import annotations
@@ -144,10 +144,9 @@ def configuration(
     return {
         "apiVersion": RESOURCE.api_version,
         "kind": RESOURCE.kind,
-        "metadata": {
-            "name": conventions.WEBHOOK_CONFIGURATION_NAME,
-            "labels": {conventions.LABEL_MANAGED_BY: conventions.MANAGED_BY_VALUE},
-        },
+        # No labels: the Helm chart creates this object and owns its labels
+        # (`app.kubernetes.io/managed-by: Helm` is how Helm recognises it).
+        "metadata": {"name": conventions.WEBHOOK_CONFIGURATION_NAME},
         "webhooks": webhooks,
     }
 
@@ -176,12 +175,6 @@ class Registrar:
             {name: [r["resources"] for r in rs] for name, rs in rules.items() if rs},
         )
         return True
-
-    async def remove(self) -> None:
-        """Delete the configuration (`--webhook=off`); nothing happens when it is absent."""
-        name = conventions.WEBHOOK_CONFIGURATION_NAME
-        await self._kube.delete(RESOURCE, namespace=None, name=name)
-        self._applied = None
 
     async def _rules(self, kinds: Iterable[GroupKind]) -> list[dict[str, Any]]:
         by_group: dict[str, set[str]] = {}
@@ -229,6 +222,17 @@ class Registrar:
             self._groups = groups
             return groups
         return self._groups
+
+
+async def remove(*, kube: kube_mod.Kube) -> None:
+    """Delete the configuration (`--webhook=off`); absent or forbidden is logged only."""
+    name = conventions.WEBHOOK_CONFIGURATION_NAME
+    try:
+        await kube.delete(RESOURCE, namespace=None, name=name)
+    except kube_mod.ApiError as error:
+        logger.warning("ValidatingWebhookConfiguration not deleted: name=%s %s", name, error)
+    else:
+        logger.info("ValidatingWebhookConfiguration deleted: name=%s", name)
 
 
 async def _get_json(kube: kube_mod.Kube, path: str) -> dict[str, Any]:

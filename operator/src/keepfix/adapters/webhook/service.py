@@ -1,0 +1,222 @@
+"""The admission webhook as one running thing: certificates, server, registration.
+
+`Webhook.start` makes or finds the TLS files, starts the HTTPS server,
+registers the ValidatingWebhookConfiguration and starts two background
+tasks: the sync loop (re-registers when the PolicySet getter returns a new
+set, when the CA file changes, and every `resync_interval` to pick up kinds
+whose CRD arrived later) and the `status.prevented` flusher. `stop` ends
+them and closes the server, leaving the configuration in place (see
+`registration`).
+
+Modes: `dev` registers `https://127.0.0.1:PORT` (the API server runs on this
+machine); `service` registers the Service in front of the operator; `auto`
+is `dev` when the API server's URL is on loopback.
+
+TLS files: a `cert_dir` that already holds `tls.crt` and `tls.key` (a
+cert-manager Secret) is used as it is and reloaded when it changes; otherwise
+a CA and serving certificate are generated into `cert_dir` (or a private
+temporary folder). The caBundle is `ca.crt`, or `tls.crt` when there is no
+CA file (a self-signed certificate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import ipaddress
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from typing import Final, Literal
+
+from keepfix.adapters import kube as kube_mod
+from keepfix.adapters import metrics as metrics_mod
+from keepfix.adapters.webhook import certs, prevented, registration, review, server
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["dev", "service"]
+DEV_HOSTS: Final = ("127.0.0.1", "localhost")
+SYNC_INTERVAL: Final = 0.5
+RESYNC_INTERVAL: Final = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How the webhook is served and registered (from `OperatorSettings`)."""
+
+    mode: Mode
+    host: str = "0.0.0.0"
+    port: int = 9443
+    cert_dir: pathlib.Path | None = None
+    failure_policy: str = "Ignore"
+    timeout_seconds: int = 3
+    operator_namespace: str = "keepfix"
+    service_name: str = "keepfix-webhook"
+    service_namespace: str = "keepfix"
+    service_port: int = 443
+    sync_interval: float = SYNC_INTERVAL
+    resync_interval: float = RESYNC_INTERVAL
+    prevented_interval: float = prevented.FLUSH_INTERVAL
+
+
+def resolve_mode(mode: str, *, api_server: str) -> Mode | None:
+    """`dev`, `service`, or None for `off`; `auto` is `dev` for a loopback API server."""
+    if mode == "off":
+        return None
+    if mode in ("dev", "service"):
+        return "dev" if mode == "dev" else "service"
+    host = urllib.parse.urlsplit(api_server).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return "dev" if loopback else "service"
+
+
+class Webhook:
+    """The running webhook; `start` once, `stop` once."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        kube: kube_mod.Kube,
+        policies: review.PolicyGetter,
+        metrics: metrics_mod.Metrics | None = None,
+        clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self._kube = kube
+        self._policies = policies
+        self._metrics = metrics
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self.prevented = prevented.PreventedCounter(kube=kube, interval=config.prevented_interval)
+        self.reviewer = review.Reviewer(
+            policies=policies, on_prevented=self.prevented.add, on_counted=self._count
+        )
+        self._tmp: pathlib.Path | None = None
+        self.paths = self._certificates()
+        self.server = server.Server(
+            host=config.host,
+            port=config.port,
+            paths=self.paths,
+            review=self.reviewer,
+            observe=self._observe,
+        )
+        self.registrar: registration.Registrar | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Serve, register, and start the background loops."""
+        await self.server.start()
+        self.registrar = registration.Registrar(kube=self._kube, options=self._options())
+        with contextlib.suppress(kube_mod.ApiError):
+            await self.sync()
+        self._tasks = [
+            asyncio.create_task(self._sync_loop(), name="keepfix-webhook-sync"),
+            asyncio.create_task(self.prevented.run(), name="keepfix-webhook-prevented"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the loops (writing pending counts once more) and the server."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        with contextlib.suppress(kube_mod.ApiError):
+            await self.prevented.flush()
+        await self.server.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def sync(self, *, force: bool = False) -> bool:
+        """Register what the current PolicySet enforces; True when the cluster was written."""
+        assert self.registrar is not None, "start() first"
+        if force:
+            self.registrar = registration.Registrar(kube=self._kube, options=self._options())
+        try:
+            return await self.registrar.sync(registration.targets(self._policies()))
+        except kube_mod.ApiError as error:
+            logger.warning("ValidatingWebhookConfiguration not applied: %s", error)
+            raise
+
+    async def _sync_loop(self) -> None:
+        seen = (self._policies(), _mtime(self._ca_file()))
+        since = 0.0
+        while True:
+            await asyncio.sleep(self.config.sync_interval)
+            since += self.config.sync_interval
+            now = (self._policies(), _mtime(self._ca_file()))
+            due = since >= self.config.resync_interval
+            if now[0] is seen[0] and now[1] == seen[1] and not due:
+                continue
+            try:
+                await self.sync(force=due or now[1] != seen[1])
+            except kube_mod.ApiError:
+                continue  # logged; the next tick retries
+            except Exception:
+                logger.exception("ValidatingWebhookConfiguration sync failed")
+                continue
+            seen, since = now, (0.0 if due else since)
+
+    def _options(self) -> registration.Options:
+        c = self.config
+        if c.mode == "dev":
+            endpoint = registration.Endpoint(url=f"https://127.0.0.1:{self.server.port}")
+        else:
+            endpoint = registration.Endpoint(
+                service_namespace=c.service_namespace,
+                service_name=c.service_name,
+                service_port=c.service_port,
+            )
+        return registration.Options(
+            endpoint=endpoint,
+            ca_bundle=self._ca_file().read_bytes(),
+            operator_namespace=c.operator_namespace,
+            failure_policy=c.failure_policy,
+            timeout_seconds=c.timeout_seconds,
+        )
+
+    def _certificates(self) -> certs.Paths:
+        given = self.config.cert_dir
+        if given is not None:
+            paths = certs.Paths.in_dir(given)
+            if paths.cert.is_file() and paths.key.is_file():
+                logger.info("Webhook certificate found: dir=%s", given)
+                return paths
+        directory = given
+        if directory is None:
+            self._tmp = directory = pathlib.Path(tempfile.mkdtemp(prefix="keepfix-webhook-"))
+        hosts = (
+            *DEV_HOSTS,
+            *certs.service_names(
+                name=self.config.service_name, namespace=self.config.service_namespace
+            ),
+        )
+        logger.info("Webhook certificate generated: dir=%s", directory)
+        return certs.write(certs.generate(hosts=hosts, now=self._clock()), directory=directory)
+
+    def _ca_file(self) -> pathlib.Path:
+        return self.paths.ca if self.paths.ca.is_file() else self.paths.cert
+
+    def _count(self, kind: str, verdict: str) -> None:
+        if self._metrics is not None:
+            self._metrics.admission_reviews.labels(kind=kind, verdict=verdict).inc()
+
+    def _observe(self, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.admission_review_seconds.observe(seconds)
+
+
+def _mtime(path: pathlib.Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
