@@ -44,8 +44,9 @@ def watch_until(start: datetime, window: timedelta | str) -> datetime:
 
 def within(start: datetime, window: timedelta | str, now: datetime) -> bool:
     """Whether ``now`` falls inside the window that began at ``start``."""
+    until = watch_until(start, window)
     _require_aware(now, "now")
-    return start <= now < watch_until(start, window)
+    return start <= now < until
 
 
 def _as_timedelta(window: timedelta | str) -> timedelta:
