@@ -336,13 +336,14 @@ class Kube:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> tuple[_Items, str]:
         """All matching objects and the list's resourceVersion (to start a watch from).
 
         Items carry `apiVersion` and `kind` (the API server leaves them out of
-        list items). Read in pages of LIST_PAGE_SIZE; an expired continue
-        token (410) starts the list again. namespace None means all
-        namespaces.
+        list items). Read in pages of `page_size`; an expired continue token
+        (410) starts the list again. namespace None means all namespaces (or
+        a cluster-scoped kind).
         """
         while True:
             try:
@@ -351,6 +352,7 @@ class Kube:
                     namespace=namespace,
                     label_selector=label_selector,
                     field_selector=field_selector,
+                    page_size=page_size,
                 )
             except Gone:
                 logger.info("List continue token expired, listing again: %s", resource.plural)
@@ -362,8 +364,9 @@ class Kube:
         namespace: str | None,
         label_selector: str | None,
         field_selector: str | None,
+        page_size: int,
     ) -> tuple[_Items, str]:
-        query: _Query = [("limit", str(LIST_PAGE_SIZE))]
+        query: _Query = [("limit", str(page_size))]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if field_selector:
