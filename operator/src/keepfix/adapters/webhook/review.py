@@ -161,9 +161,10 @@ def warning(finding: policy.Finding) -> str:
     text = prefix + _printable(finding.message)
     if len(text) < WARNING_LIMIT:
         return text
-    shorter = text.replace(finding.path, _short_path(finding.path), 1)
-    if len(shorter) < WARNING_LIMIT:
-        return shorter
+    for keep in (3, 2, 1):
+        shorter = text.replace(finding.path, _short_path(finding.path, keep), 1)
+        if len(shorter) < WARNING_LIMIT:
+            return shorter
     return shorter[: WARNING_LIMIT - 1 - len(ELLIPSIS)] + ELLIPSIS
 
 
@@ -245,10 +246,10 @@ def _is_mitigation(finding: policy.Finding) -> bool:
     return finding.policy.kind == conventions.KIND_MITIGATION
 
 
-def _short_path(path: str) -> str:
+def _short_path(path: str, keep: int) -> str:
     # Keep the end of a long path: `...containers[name=web].securityContext.privileged`.
     parts = path.split(".")
-    return ELLIPSIS + ".".join(parts[-3:]) if len(parts) > 3 else path
+    return ELLIPSIS + ".".join(parts[-keep:]) if len(parts) > keep else path
 
 
 def _printable(text: str) -> str:
