@@ -26,12 +26,11 @@ from keepfix.adapters import kube as kube_mod
 from keepfix.adapters import metrics as metrics_mod
 from keepfix.adapters.webhook import registration, service
 from keepfix.api import settings as settings_mod
-from keepfix.handlers import registry
+from keepfix.handlers import registry, runtime
 
 logger = logging.getLogger(__name__)
 
-_MEMO_WEBHOOK = "keepfix_webhook"
-_MEMO_KUBE = "keepfix_webhook_kube"
+_webhook: service.Webhook | None = None
 
 
 def config(settings: settings_mod.OperatorSettings, mode: service.Mode) -> service.Config:
@@ -72,24 +71,20 @@ async def start(
 
 
 @kopf.on.startup()
-async def start_webhook(memo: kopf.Memo, **_: Any) -> None:
-    """Serve and register the webhook before the handlers start (Kopf startup hook)."""
-    settings = settings_mod.OperatorSettings.from_env()
-    kube = getattr(memo, "kube", None)
-    if not isinstance(kube, kube_mod.Kube):
-        kube = await kube_mod.connect()
-        setattr(memo, _MEMO_KUBE, kube)
-    metrics = getattr(memo, "metrics", None)
-    metrics = metrics if isinstance(metrics, metrics_mod.Metrics) else None
-    setattr(memo, _MEMO_WEBHOOK, await start(settings=settings, kube=kube, metrics=metrics))
+async def start_webhook(**_: Any) -> None:
+    """Serve and register the webhook once the shared runtime is up (Kopf startup hook)."""
+    global _webhook  # noqa: PLW0603 - one webhook per operator process
+    try:
+        rt = runtime.get()
+    except RuntimeError:
+        raise kopf.TemporaryError("The keepfix runtime is not started yet", delay=0.2) from None
+    _webhook = await start(settings=rt.settings, kube=rt.kube, metrics=rt.metrics)
 
 
 @kopf.on.cleanup()
-async def stop_webhook(memo: kopf.Memo, **_: Any) -> None:
+async def stop_webhook(**_: Any) -> None:
     """Stop serving; the webhook configuration stays (see adapters.webhook.registration)."""
-    webhook = getattr(memo, _MEMO_WEBHOOK, None)
-    if isinstance(webhook, service.Webhook):
+    global _webhook
+    webhook, _webhook = _webhook, None
+    if webhook is not None:
         await webhook.stop()
-    kube = getattr(memo, _MEMO_KUBE, None)
-    if isinstance(kube, kube_mod.Kube):
-        await kube.close()

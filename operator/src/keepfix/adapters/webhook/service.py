@@ -130,8 +130,10 @@ class Webhook:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        with contextlib.suppress(kube_mod.ApiError):
+        try:
             await self.prevented.flush()
+        except Exception as error:  # the client may already be closed at shutdown
+            logger.warning("Prevented counts not written at shutdown: %s", error)
         await self.server.stop()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
