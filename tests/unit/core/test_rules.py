@@ -439,10 +439,29 @@ def test_rule_from_dict_keeps_message_and_optional() -> None:
     )
 
 
-def test_equals_null_is_a_constraint() -> None:
-    """`equals: null` is set (the key is there): an absent field breaks it like any equals."""
-    r = Rule.from_dict({"name": "r", "path": "spec.x", "equals": None})
+def test_equals_null_asks_for_an_absent_field() -> None:
+    """`equals: null` is a constraint (the key is set): absent or null holds, a value breaks."""
+    r = Rule.from_dict({"name": "r", "path": "spec.field", "equals": None})
     assert r.constraint.op == "equals"
+    assert rules.evaluate([r], thing({})) == ()
+    assert rules.evaluate([r], thing({"field": None})) == ()
+    (v,) = rules.evaluate([r], thing({"field": 0}))
+    assert v.message == "spec.field is 0, expected null"
+
+
+@pytest.mark.parametrize("operand", [False, 0, ""])
+def test_equals_a_falsy_value_still_needs_the_field(operand: Any) -> None:
+    """`equals: false` is not `present: false`: an absent field breaks it."""
+    assert len(rules.evaluate([rule({"equals": operand})], thing({}))) == 1
+
+
+def test_odd_labels_and_metadata() -> None:
+    """Label values read as text (a YAML 1 is "1"); metadata that is not a mapping is empty."""
+    m = match(selector={"matchLabels": {"version": "1", "canary": "true"}})
+    assert rules.matches(m, deploy(labels={"version": 1, "canary": True}))  # type: ignore[dict-item]
+    odd = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": ["not", "a", "mapping"]}
+    assert rules.matches(match(), odd)
+    assert not rules.matches(m, odd)
 
 
 # --- matching ---------------------------------------------------------------------------

@@ -9,8 +9,9 @@ checks every location it finds:
   nothing to check, so it holds.
 - A field that is absent (or null) inside an item that exists, or on a plain
   path, satisfies `notIn`, `notMatches` and `present: false`, and breaks every
-  other constraint unless the rule is `optional`. A `[name=web]` selector that
-  matches no item counts as absent.
+  other constraint unless the rule is `optional` (`equals: null` asks for an
+  absent field, so absence holds). A `[name=web]` selector that matches no item
+  counts as absent.
 - `equals` and `notIn` use semantic equality (`keepfix.core.values.equal`:
   `512Mi == 0.5Gi`, a declared mapping is a subset). Regular expressions are
   searched (`re.search`), not fully matched; they apply to scalars (numbers
@@ -243,7 +244,7 @@ def evaluate(rules: Iterable[Rule], obj: Mapping[str, Any]) -> tuple[Violation, 
 def _check(rule: Rule, location: paths.Match, *, secret: bool) -> Violation | None:
     c = rule.constraint
     if not _present(location):
-        absent_ok = c.op in ABSENT_SATISFIES or (c.op == "present" and c.operand is False)
+        absent_ok = c.op in ABSENT_SATISFIES or _wants_absent(c)
         if absent_ok or rule.optional:
             return None
         return _violation(rule, location, _absent_reason(c), actual=None, known_bad=False)
@@ -254,6 +255,10 @@ def _check(rule: Rule, location: paths.Match, *, secret: bool) -> Violation | No
         return None
     reason, known_bad = failure
     return _violation(rule, location, reason, actual=actual, known_bad=known_bad)
+
+
+def _wants_absent(c: Constraint) -> bool:
+    return (c.op == "present" and c.operand is False) or (c.op == "equals" and c.operand is None)
 
 
 def _present(location: paths.Match) -> bool:
@@ -473,7 +478,7 @@ def matches(match: Match, obj: Mapping[str, Any]) -> bool:
     kind = str(obj.get("kind") or "")
     if not any(r.selects(group, kind) for r in match.resources):
         return False
-    metadata = obj.get("metadata") or {}
+    metadata = _mapping(obj.get("metadata"))
     namespace = metadata.get("namespace") or (
         metadata.get("name") if kind == "Namespace" and not group else None
     )
@@ -482,5 +487,9 @@ def matches(match: Match, obj: Mapping[str, Any]) -> bool:
             return False
         if namespace in match.exclude_namespaces:
             return False
-    labels = metadata.get("labels") or {}
-    return match.selector.selects(labels)
+    labels = _mapping(metadata.get("labels"))
+    return match.selector.selects({str(k): paths.scalar_text(v) for k, v in labels.items()})
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
