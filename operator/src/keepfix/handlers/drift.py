@@ -1,0 +1,661 @@
+"""The drift pipeline: a watched object changed -> diff -> rollback -> Regression.
+
+For every watch event of a target object (fetch), `keepfix.core` decides
+(diff, rollback plan, severity, signature, attribution, fights) and this
+module applies the result: the guarded JSON patch, the Events, the
+Regression, the Mitigation's counters and the metrics.
+
+- One asyncio.Lock per object uid serializes the work on one object, so two
+  events never act twice; events are handled in tasks so a slow API call on
+  one object does not hold up the watch stream of the others.
+- The rollback goes first (it is what the latency metric measures, from the
+  watch event's arrival to the accepted patch), then the Events and the
+  Regression. On 409/422 the object is read again and the patch planned
+  again (at most `rollback_retries` times); the patch writes only protected
+  fields, each behind a `test` op, so a newer write to any other field is
+  never overwritten.
+- Our own rollback comes back as a MODIFIED event with no drift: it is not
+  counted, it resolves the open Regressions instead.
+- Fights: `fight_limit` drifts of one object within `fight_span` seconds stop
+  the rollbacks (Event FightDetected naming the other manager, Regression
+  action Fighting); a retry is scheduled after a backoff that grows x
+  `backoff_factor` up to `backoff_cap`; when a retry holds for a whole
+  backoff period, rollbacks resume as normal.
+- Secrets: values of a Secret target are written only as `sha256:<12 hex>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from keepfix.adapters import events as events_
+from keepfix.adapters import kube as kube_
+from keepfix.adapters import metrics as metrics_
+from keepfix.adapters import watches as watches_
+from keepfix.api import conventions
+from keepfix.api import settings as settings_
+from keepfix.core import attribution, diff, fights, paths, rollback, scoring
+from keepfix.handlers import registry as registry_
+from keepfix.handlers import regressions
+
+logger = logging.getLogger(__name__)
+
+MITIGATIONS = kube_.keepfix_resource(conventions.PLURAL_MITIGATIONS)
+
+
+@dataclasses.dataclass
+class ObjectState:
+    """What is kept per watched object: a lock, the fight window and resourceVersion."""
+
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    window: fights.FightWindow = dataclasses.field(default_factory=fights.FightWindow)
+    fight: fights.FightState | None = None
+    retry: asyncio.Task[None] | None = None
+    resource_version: int = 0
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one drift led to."""
+
+    action: str
+    patched: dict[str, Any] | None = None
+    reason: str = ""
+    seconds: float | None = None
+
+
+class Pipeline:
+    """The drift pipeline of one operator process (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        kube: kube_.Kube,
+        recorder: events_.EventRecorder,
+        metrics: metrics_.Metrics,
+        settings: settings_.OperatorSettings,
+        registry: registry_.Registry,
+    ) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.metrics = metrics
+        self.settings = settings
+        self.registry = registry
+        self.objects: dict[str, ObjectState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._status_tasks: dict[registry_.Key, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ entry points
+
+    async def on_event(self, event: watches_.WatchEvent) -> None:
+        """The WatchManager callback: queue the event behind its object's lock."""
+        arrived = time.monotonic()
+        task = asyncio.create_task(self.handle(event.type, event.object, arrived))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, event_type: str, obj: dict[str, Any], arrived: float) -> None:
+        """Check one object against every Mitigation that covers it."""
+        entries = self.registry.covering(obj)
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if event_type == "DELETED":
+            self._forget(uid, entries)
+            return
+        if not entries:
+            return
+        state = self.objects.setdefault(uid, ObjectState())
+        async with state.lock:
+            version = _version(meta.get("resourceVersion"))
+            if version and version < state.resource_version:
+                return  # an event older than what we already handled (our own patch)
+            state.resource_version = max(state.resource_version, version)
+            for entry in entries:
+                try:
+                    obj = await self.check(entry, obj, state, arrived)
+                    seen = _version((obj.get("metadata") or {}).get("resourceVersion"))
+                    state.resource_version = max(state.resource_version, seen)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception(
+                        "Drift check failed: mitigation=%s/%s object=%s",
+                        entry.namespace,
+                        entry.name,
+                        meta.get("name"),
+                    )
+
+    async def check_all(self, entry: registry_.MitigationEntry) -> None:
+        """Check every current target of one Mitigation (after a create, update or resync)."""
+        resource = await self.kube.resource_for(entry.watch_key.api_version, entry.watch_key.kind)
+        items, _ = await self.kube.list(
+            resource,
+            namespace=entry.watch_key.namespace if resource.namespaced else None,
+            label_selector=entry.watch_key.label_selector,
+            field_selector=f"metadata.name={entry.watch_key.name}"
+            if entry.watch_key.name
+            else None,
+        )
+        entry.targets = {str(i["metadata"].get("uid")) for i in items}
+        await asyncio.gather(*(self.handle("MODIFIED", item, time.monotonic()) for item in items))
+        self.schedule_status(entry)
+
+    def _forget(self, uid: str, entries: Sequence[registry_.MitigationEntry]) -> None:
+        state = self.objects.pop(uid, None)
+        if state is not None and state.retry is not None:
+            state.retry.cancel()
+        for entry in self.registry.mitigations.values():
+            if uid in entry.targets:
+                entry.targets.discard(uid)
+                entry.drifted.discard(uid)
+                entry.open.pop(uid, None)
+                self.schedule_status(entry)
+
+    # ------------------------------------------------------------------ one object
+
+    async def check(
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        state: ObjectState,
+        arrived: float,
+    ) -> dict[str, Any]:
+        """Diff, act and record for one (Mitigation, object); returns the object as it is now."""
+        uid = str(obj["metadata"].get("uid") or "")
+        new_target = uid not in entry.targets
+        entry.targets.add(uid)
+        if entry.to_capture:
+            await self._capture(entry, obj)
+        drifts = diff.diff(entry.fields, obj)
+        if not drifts:
+            await self._settled(entry, obj, uid, changed=new_target)
+            return obj
+        return await self._drifted(entry, obj, state, drifts, arrived)
+
+    async def _drifted(
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        state: ObjectState,
+        drifts: tuple[diff.Drift, ...],
+        arrived: float,
+    ) -> dict[str, Any]:
+        uid = str(obj["metadata"].get("uid") or "")
+        now = regressions.now()
+        mono = time.monotonic()
+        self.metrics.drift_detected.inc()
+        entry.drifts += 1
+        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
+        changed_by = attribution.attribute_object(
+            obj, [d.pointer for d in drifts], exclude={conventions.FIELD_MANAGER}
+        )
+        severity = scoring.severity(
+            drifts, in_window=entry.in_window(now), repeat=entry.regressions > 0
+        ).label
+        outcome = await self._act(entry, obj, state, drifts, arrived, mono, changed_by)
+        summary = _summary(drifts, secret=secret)
+        await self._event(
+            obj,
+            entry,
+            "Warning",
+            conventions.REASON_DRIFT_DETECTED,
+            "Detect",
+            f"Drift detected: {summary} (Mitigation {entry.name}, severity {severity})",
+            note_key=summary,
+        )
+        await self._report(entry, obj, outcome, changed_by)
+        occurrence = regressions.Occurrence(
+            signature=scoring.signature(
+                scoring.kind_key(str(obj.get("apiVersion")), str(obj.get("kind"))), drifts
+            ),
+            severity=severity,
+            action=outcome.action,
+            drift=regressions.drift_items(drifts, secret=secret),
+            changed_by=tuple(c.to_dict() for c in changed_by),
+            time=now,
+        )
+        known, opened = await regressions.record(
+            self.kube, mitigation=entry.body, target=obj, occurrence=occurrence
+        )
+        entry.open.setdefault(uid, {})[known.name] = known
+        if opened:
+            entry.regressions += 1
+            team = (entry.spec.owner.team if entry.spec.owner else None) or ""
+            self.metrics.regressions.labels(severity, entry.spec.category, team).inc()
+            await self._event(
+                obj,
+                entry,
+                "Warning",
+                conventions.REASON_REGRESSION_DETECTED,
+                "Record",
+                f"Regression {known.name} recorded: severity {severity}, {_incident(entry)}",
+                note_key=known.name,
+            )
+        entry.last_regression = known.name
+        logger.info(
+            "Drift handled: mitigation=%s/%s object=%s/%s action=%s severity=%s regression=%s",
+            entry.namespace,
+            entry.name,
+            obj["metadata"].get("namespace"),
+            obj["metadata"].get("name"),
+            outcome.action,
+            severity,
+            known.name,
+        )
+        current = outcome.patched
+        if current is not None and not diff.diff(entry.fields, current):
+            await self._settled(entry, current, uid, changed=True)
+            return current
+        entry.drifted.add(uid)
+        self.schedule_status(entry)
+        return current or obj
+
+    async def _act(  # noqa: PLR0917
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        state: ObjectState,
+        drifts: tuple[diff.Drift, ...],
+        arrived: float,
+        mono: float,
+        changed_by: Sequence[attribution.ChangedBy],
+    ) -> Outcome:
+        s = self.settings
+        if entry.spec.action != "Rollback":
+            return Outcome(conventions.ACTION_ALERTED)
+        state.window = fights.record(state.window, mono, limit=s.fight_limit, span=s.fight_span)
+        if state.fight is not None:
+            state.fight = fights.drifted(state.fight, mono)
+            self._schedule_retry(entry, obj, state)
+            return Outcome(conventions.ACTION_FIGHTING)
+        if fights.is_fighting(state.window, limit=s.fight_limit):
+            state.fight = fights.begin(
+                mono, base=s.backoff_base, factor=s.backoff_factor, cap=s.backoff_cap
+            )
+            self.metrics.fights.inc()
+            other = changed_by[0].manager if changed_by else "an unknown writer"
+            await self._event(
+                obj,
+                entry,
+                "Warning",
+                conventions.REASON_FIGHT_DETECTED,
+                "Backoff",
+                f"Fight detected: {other} keeps reverting Mitigation {entry.name} "
+                f"({len(state.window.timestamps)} drifts within {s.fight_span:g}s); rollbacks "
+                f"paused, next try in {state.fight.delay:g}s",
+                note_key=other,
+            )
+            self._schedule_retry(entry, obj, state)
+            return Outcome(conventions.ACTION_FIGHTING)
+        return await self.rollback(entry, obj, drifts, arrived)
+
+    async def rollback(
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        drifts: tuple[diff.Drift, ...],
+        arrived: float,
+    ) -> Outcome:
+        """Put the drifted fields back with a guarded JSON patch; re-plan on 409/422."""
+        meta = obj["metadata"]
+        live: dict[str, Any] | None = obj
+        reason = ""
+        resource = await self.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
+        for _ in range(self.settings.rollback_retries):
+            assert live is not None
+            try:
+                plan = rollback.plan(drifts, live)
+                patched = await self.kube.json_patch(
+                    resource, namespace=meta.get("namespace"), name=meta["name"], ops=plan.patch
+                )
+            except rollback.RollbackError as error:
+                reason = f"NoPatch: {error}"
+                break
+            except kube_.ApiError as error:
+                reason = f"{error.reason}: {error.message}"
+                if not error.replannable and not isinstance(error, kube_.NotFound):
+                    break
+                live = await self.kube.get(
+                    resource, namespace=meta.get("namespace"), name=meta["name"]
+                )
+                if live is None:
+                    reason = "NotFound: the object was deleted"
+                    break
+                live.setdefault("apiVersion", obj["apiVersion"])
+                live.setdefault("kind", obj["kind"])
+                drifts = diff.diff(entry.fields, live)
+                if not drifts:
+                    return Outcome(conventions.ACTION_ROLLED_BACK, patched=live, seconds=None)
+                continue
+            seconds = time.monotonic() - arrived
+            self.metrics.drift_to_rollback_seconds.observe(seconds)
+            self.metrics.rollbacks.labels("Succeeded").inc()
+            entry.rollbacks += 1
+            patched.setdefault("apiVersion", obj["apiVersion"])
+            patched.setdefault("kind", obj["kind"])
+            return Outcome(conventions.ACTION_ROLLED_BACK, patched=patched, seconds=seconds)
+        self.metrics.rollbacks.labels("Failed").inc()
+        return Outcome(conventions.ACTION_ROLLBACK_FAILED, reason=reason or "retries exhausted")
+
+    async def _report(
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        outcome: Outcome,
+        changed_by: Sequence[attribution.ChangedBy],
+    ) -> None:
+        who = changed_by[0].manager if changed_by else "unknown"
+        if outcome.action == conventions.ACTION_ROLLED_BACK and outcome.seconds is not None:
+            await self._event(
+                obj,
+                entry,
+                "Normal",
+                conventions.REASON_DRIFT_ROLLED_BACK,
+                "Rollback",
+                f"Drift rolled back to the stable values of Mitigation {entry.name} in "
+                f"{outcome.seconds * 1000:.0f} ms (changed by {who})",
+                note_key=entry.name,
+            )
+        elif outcome.action == conventions.ACTION_ROLLBACK_FAILED:
+            await self._event(
+                obj,
+                entry,
+                "Warning",
+                conventions.REASON_ROLLBACK_FAILED,
+                "Rollback",
+                f"Rollback failed for Mitigation {entry.name}: {outcome.reason}",
+                note_key=entry.name,
+            )
+
+    # ------------------------------------------------------------------ settled
+
+    async def _settled(
+        self, entry: registry_.MitigationEntry, obj: dict[str, Any], uid: str, *, changed: bool
+    ) -> None:
+        """The object is at its stable state: resolve its open Regressions."""
+        was_drifted = uid in entry.drifted
+        entry.drifted.discard(uid)
+        opened = entry.open.pop(uid, {})
+        at = regressions.now()
+        for known in opened.values():
+            seconds = await regressions.resolve(
+                self.kube, namespace=entry.namespace, known=known, at=at
+            )
+            if seconds is not None:
+                self.metrics.regression_resolution_seconds.observe(seconds)
+                logger.info(
+                    "Regression resolved: regression=%s/%s seconds=%.0f",
+                    entry.namespace,
+                    known.name,
+                    seconds,
+                )
+        if changed or was_drifted or opened:
+            self.schedule_status(entry)
+
+    # ------------------------------------------------------------------ fights
+
+    def _schedule_retry(
+        self, entry: registry_.MitigationEntry, obj: dict[str, Any], state: ObjectState
+    ) -> None:
+        if state.retry is not None and not state.retry.done():
+            return
+        state.retry = asyncio.create_task(self._retry_loop(entry, obj, state))
+
+    async def _retry_loop(
+        self, entry: registry_.MitigationEntry, obj: dict[str, Any], state: ObjectState
+    ) -> None:
+        s = self.settings
+        meta = obj["metadata"]
+        resource = await self.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
+        while state.fight is not None:
+            await asyncio.sleep(max(0.0, state.fight.retry_at - time.monotonic()))
+            async with state.lock:
+                fight = state.fight
+                if fight is None:
+                    return
+                now = time.monotonic()
+                if fights.is_over(fight, now):
+                    state.fight = None
+                    state.window = fights.FightWindow()
+                    logger.info("Fight over, rollbacks resumed: object=%s", meta.get("name"))
+                    return
+                if not fights.may_retry(fight, now):
+                    continue
+                live = await self.kube.get(
+                    resource, namespace=meta.get("namespace"), name=meta["name"]
+                )
+                if live is None:
+                    state.fight = None
+                    return
+                live.setdefault("apiVersion", obj["apiVersion"])
+                live.setdefault("kind", obj["kind"])
+                drifts = diff.diff(entry.fields, live)
+                if drifts:
+                    outcome = await self.rollback(entry, live, drifts, time.monotonic())
+                    if outcome.patched is not None:
+                        version = _version(outcome.patched["metadata"].get("resourceVersion"))
+                        state.resource_version = max(state.resource_version, version)
+                        await self._settled(
+                            entry, outcome.patched, str(meta.get("uid")), changed=True
+                        )
+                state.fight = fights.rolled_back(
+                    fight,
+                    time.monotonic(),
+                    base=s.backoff_base,
+                    factor=s.backoff_factor,
+                    cap=s.backoff_cap,
+                )
+
+    # ------------------------------------------------------------------ capture
+
+    async def _capture(self, entry: registry_.MitigationEntry, obj: dict[str, Any]) -> None:
+        """Take the stable values of fields without one from this object (once)."""
+        captured = []
+        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
+        for path in entry.to_capture:
+            matches = [m for m in paths.resolve(obj, path) if m.present]
+            if not matches:
+                continue
+            value = matches[0].value
+            known_bad = next((tuple(f.known_bad) for f in entry.spec.fields if f.path == path), ())
+            captured.append(diff.ProtectedField(path, value, known_bad, whole=True))
+            shown = regressions.redact(value) if secret else value
+            entry.stable.append({"path": path, "value": shown})
+        entry.fields = (*entry.fields, *captured)
+        entry.to_capture = tuple(p for p in entry.to_capture if p not in {f.path for f in captured})
+        await self.write_status(entry)
+
+    # ------------------------------------------------------------------ status
+
+    def schedule_status(self, entry: registry_.MitigationEntry) -> None:
+        """Patch the Mitigation's status soon; several changes in a row make one patch."""
+        key = (entry.namespace, entry.name)
+        running = self._status_tasks.get(key)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._status_soon(entry))
+        self._status_tasks[key] = task
+
+    async def _status_soon(self, entry: registry_.MitigationEntry) -> None:
+        await asyncio.sleep(0)
+        try:
+            await self.write_status(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning(
+                "Mitigation status failed: %s/%s error=%s", entry.namespace, entry.name, error
+            )
+
+    async def write_status(self, entry: registry_.MitigationEntry) -> None:
+        """Patch the Mitigation's status subresource with the current counters and phase."""
+        if self.registry.mitigations.get((entry.namespace, entry.name)) is not entry:
+            return
+        await self.kube.patch_status(
+            MITIGATIONS,
+            namespace=entry.namespace,
+            name=entry.name,
+            merge_patch={"status": status_of(entry, regressions.now())},
+        )
+
+    async def _event(  # noqa: PLR0917
+        self,
+        obj: Mapping[str, Any],
+        entry: registry_.MitigationEntry,
+        kind: events_.EventType,
+        reason: str,
+        action: str,
+        note: str,
+        *,
+        note_key: str | None = None,
+    ) -> None:
+        await self.recorder.record(
+            regarding=dict(obj),
+            related=mitigation_ref(entry),
+            type=kind,
+            reason=reason,
+            action=action,
+            note=note,
+            note_key=note_key,
+        )
+
+    async def close(self) -> None:
+        """Cancel every pending task (operator shutdown)."""
+        pending = [*self._tasks, *self._status_tasks.values()]
+        pending += [s.retry for s in self.objects.values() if s.retry is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def phase_of(entry: registry_.MitigationEntry, now: datetime.datetime) -> str:
+    """Pending (nothing to watch yet), Drifted, Expired or Watching."""
+    if not entry.targets or entry.to_capture:
+        return conventions.PHASE_PENDING
+    if entry.drifted:
+        return conventions.PHASE_DRIFTED
+    if not entry.in_window(now):
+        return conventions.PHASE_EXPIRED
+    return conventions.PHASE_WATCHING
+
+
+def status_of(entry: registry_.MitigationEntry, now: datetime.datetime) -> dict[str, Any]:
+    """The Mitigation status the operator writes."""
+    phase = phase_of(entry, now)
+    ready = phase in (conventions.PHASE_WATCHING, conventions.PHASE_EXPIRED)
+    when = regressions.rfc3339(now)
+    conditions = [
+        _condition(conventions.CONDITION_VALID, "True", "Valid", "The spec is valid", when, entry),
+        _condition(
+            conventions.CONDITION_READY,
+            "True" if ready else "False",
+            phase,
+            _ready_message(entry, phase),
+            when,
+            entry,
+        ),
+        _condition(
+            conventions.CONDITION_DRIFTED,
+            "True" if entry.drifted else "False",
+            "Drifted" if entry.drifted else "AtStable",
+            f"{len(entry.drifted)} of {len(entry.targets)} targets drifted",
+            when,
+            entry,
+        ),
+    ]
+    return {
+        "phase": phase,
+        "mitigatedAt": regressions.rfc3339(entry.mitigated_at),
+        "watchUntil": regressions.rfc3339(entry.watch_until),
+        "stable": entry.stable,
+        "targets": len(entry.targets),
+        "drifts": entry.drifts,
+        "rollbacks": entry.rollbacks,
+        "regressions": entry.regressions,
+        "lastRegression": entry.last_regression,
+        "observedGeneration": entry.generation,
+        "conditions": conditions,
+    }
+
+
+def _ready_message(entry: registry_.MitigationEntry, phase: str) -> str:
+    if entry.to_capture and entry.targets:
+        return "Waiting to capture: " + ", ".join(entry.to_capture)
+    if not entry.targets:
+        return "No target object exists yet"
+    if phase == conventions.PHASE_EXPIRED:
+        return "The watch window is over: drift is still rolled back, scored Low"
+    return f"Watching {len(entry.targets)} target(s)"
+
+
+def _condition(  # noqa: PLR0917
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    when: str,
+    entry: registry_.MitigationEntry,
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": when,
+        "observedGeneration": entry.generation,
+    }
+
+
+def mitigation_ref(entry: registry_.MitigationEntry) -> dict[str, Any]:
+    return {
+        "apiVersion": conventions.API_VERSION,
+        "kind": conventions.KIND_MITIGATION,
+        "namespace": entry.namespace,
+        "name": entry.name,
+        "uid": entry.uid,
+    }
+
+
+def _summary(drifts: Sequence[diff.Drift], *, secret: bool) -> str:
+    parts = []
+    for d in drifts:
+        actual = d.actual if d.present else "absent"
+        expected = d.expected
+        if secret:
+            actual = regressions.redact(actual) if d.present else "absent"
+            expected = regressions.redact(expected) if expected is not None else None
+        shown = "absent" if expected is None else expected
+        bad = " (known-bad)" if d.known_bad else ""
+        parts.append(f"{d.path}={_text(actual)}{bad}, expected {_text(shown)}")
+    return "; ".join(parts)
+
+
+def _text(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _incident(entry: registry_.MitigationEntry) -> str:
+    spec = entry.spec
+    parts = []
+    if spec.incident and spec.incident.id:
+        parts.append(f"incident {spec.incident.id}")
+    if spec.owner and spec.owner.team:
+        parts.append(f"owner {spec.owner.team}")
+    if spec.runbook:
+        parts.append(f"runbook {spec.runbook}")
+    return ", ".join(parts) or f"Mitigation {entry.name}"
+
+
+def _version(text: Any) -> int:
+    try:
+        return int(str(text))
+    except (TypeError, ValueError):
+        return 0

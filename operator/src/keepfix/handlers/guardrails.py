@@ -1,0 +1,293 @@
+"""Guardrails at run time: audit the objects they match, optionally put fields back.
+
+A Guardrail (cluster-scoped) is compiled with `api.convert.guardrail` (the
+same form the gate and the webhook use) into the registry. Its kinds are
+watched (one namespace-wide stream per kind, shared with other Guardrails);
+every event of a matched object is evaluated with `core.rules`. The status
+keeps the count of violating objects and a sample of at most
+`models.MAX_SAMPLE`; each violating object gets a `GuardrailViolation` Event
+(repeats join the Event's series). With `remediation: Rollback`, a rule that
+says `equals` is put back with a guarded JSON patch; other rules only report.
+
+Only what is needed is kept per object: the (guardrail, uid) pairs that
+violate, with a one-line sample each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+import kopf
+
+from keepfix.adapters import kube as kube_
+from keepfix.adapters import watches as watches_
+from keepfix.api import conventions, convert, models
+from keepfix.core import diff, policy, rollback, rules
+from keepfix.handlers import registry, runtime
+
+logger = logging.getLogger(__name__)
+
+GUARDRAILS = kube_.keepfix_resource(conventions.PLURAL_GUARDRAILS)
+
+
+@dataclasses.dataclass
+class Audit:
+    """The violations of one Guardrail, by object uid."""
+
+    compiled: policy.GuardrailPolicy
+    remediation: str
+    generation: int
+    keys: tuple[watches_.WatchKey, ...] = ()
+    violating: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    dirty: bool = True
+
+
+_audits: dict[str, Audit] = {}
+_status_tasks: dict[str, asyncio.Task[None]] = {}
+
+
+@kopf.on.event(conventions.GROUP, conventions.VERSION, conventions.PLURAL_GUARDRAILS)
+async def guardrail_event(event: kopf.RawEvent, **_: Any) -> None:
+    """Every Guardrail event: compile, (re)watch its kinds, audit."""
+    obj: dict[str, Any] = dict(event["object"])
+    name = str((obj.get("metadata") or {}).get("name"))
+    try:
+        if str(event.get("type")) == "DELETED" or obj["metadata"].get("deletionTimestamp"):
+            await forget(name)
+        else:
+            await apply(name, obj)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("Guardrail handling failed: guardrail=%s", name)
+
+
+async def apply(name: str, obj: dict[str, Any]) -> None:
+    generation = int(obj["metadata"].get("generation") or 0)
+    existing = _audits.get(name)
+    if existing is not None and existing.generation == generation:
+        return
+    try:
+        compiled = convert.guardrail(obj)
+        model = models.Guardrail.model_validate(obj)
+    except convert.InvalidPolicy as error:
+        await forget(name)
+        logger.warning("Guardrail invalid: guardrail=%s error=%s", name, error)
+        await _patch_status(name, {"conditions": [_valid(False, str(error))]})
+        return
+    rt = runtime.get()
+    registry.current.put_guardrail(name, obj, compiled)
+    keys = await _watch_keys(model)
+    audit = Audit(compiled, model.spec.remediation, generation, keys)
+    old = _audits.get(name)
+    _audits[name] = audit
+    for key in keys:
+        await rt.watches.ensure(key)
+    if old is not None:
+        for key in old.keys:
+            await rt.watches.release(key)
+    await audit_all(name, audit)
+
+
+async def forget(name: str) -> None:
+    registry.current.pop_guardrail(name)
+    audit = _audits.pop(name, None)
+    if audit is None:
+        return
+    rt = runtime.get()
+    for key in audit.keys:
+        await rt.watches.release(key)
+    logger.info("Guardrail deleted, watches released: guardrail=%s", name)
+
+
+async def _watch_keys(model: models.Guardrail) -> tuple[watches_.WatchKey, ...]:
+    """One all-namespaces stream per concrete (group, kind) the Guardrail names.
+
+    Wildcards are not watched at run time (admission still covers them): a
+    cluster-wide stream of every kind would cost more than it finds.
+    """
+    rt = runtime.get()
+    keys = []
+    for resource in model.spec.match.resources:
+        for group in resource.api_groups or [""]:
+            for kind in resource.kinds:
+                if group == "*" or kind == "*":
+                    continue
+                api_version = await _api_version(rt.kube, group, kind)
+                if api_version is None:
+                    continue
+                keys.append(watches_.WatchKey(api_version, kind))
+    return tuple(dict.fromkeys(keys))
+
+
+async def _api_version(client: kube_.Kube, group: str, kind: str) -> str | None:
+    """The first served version of `group` that serves `kind` (v1 first), via discovery."""
+    if not group:
+        return "v1"
+    for version in ("v1", "v2", "v1beta1", "v1beta2", "v1alpha1"):
+        try:
+            await client.resource_for(f"{group}/{version}", kind)
+        except kube_.UnknownKind:
+            continue
+        return f"{group}/{version}"
+    return None
+
+
+async def audit_all(name: str, audit: Audit) -> None:
+    """Audit every object of the Guardrail's kinds (on create and change of the Guardrail)."""
+    rt = runtime.get()
+    audit.violating.clear()
+    for key in audit.keys:
+        resource = await rt.kube.resource_for(key.api_version, key.kind)
+        items, _ = await rt.kube.list(resource)
+        for item in items:
+            await check(name, audit, item)
+    _schedule_status(name, audit)
+
+
+async def on_event(event: watches_.WatchEvent) -> None:
+    """A watched object changed: check it against every Guardrail that matches its kind."""
+    for name, audit in list(_audits.items()):
+        if event.key not in audit.keys:
+            continue
+        uid = str(event.object.get("metadata", {}).get("uid"))
+        if event.type == "DELETED":
+            if audit.violating.pop(uid, None) is not None:
+                _schedule_status(name, audit)
+            continue
+        if await check(name, audit, event.object):
+            _schedule_status(name, audit)
+
+
+async def check(name: str, audit: Audit, obj: dict[str, Any]) -> bool:
+    """Evaluate one object; True when its violations changed."""
+    meta = obj.get("metadata") or {}
+    uid = str(meta.get("uid"))
+    before = audit.violating.get(uid)
+    found: list[rules.Violation] = []
+    if rules.matches(audit.compiled.match, obj):
+        found = list(rules.evaluate(audit.compiled.rules, obj))
+    if found and audit.remediation == "Rollback":
+        found = await _remediate(audit, obj, found)
+    sample = [_sample(obj, v) for v in found]
+    if sample:
+        audit.violating[uid] = sample
+    else:
+        audit.violating.pop(uid, None)
+    if found and sample != before:
+        await _violation_event(name, audit, obj, found)
+    return sample != (before or [])
+
+
+async def _remediate(
+    audit: Audit, obj: dict[str, Any], found: list[rules.Violation]
+) -> list[rules.Violation]:
+    """Put back the fields whose rule is `equals`; the violations left."""
+    by_name = {r.name: r for r in audit.compiled.rules}
+    drifts: list[diff.Drift] = []
+    for v in found:
+        rule = by_name.get(v.rule)
+        if rule is None or rule.constraint.op != "equals":
+            continue
+        field = diff.ProtectedField(v.path, rule.constraint.operand)
+        drifts.extend(diff.diff((field,), obj))
+    if not drifts:
+        return found
+    rt = runtime.get()
+    meta = obj["metadata"]
+    try:
+        resource = await rt.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
+        plan = rollback.plan(drifts, obj)
+        patched = await rt.kube.json_patch(
+            resource, namespace=meta.get("namespace"), name=meta["name"], ops=plan.patch
+        )
+    except (kube_.ApiError, rollback.RollbackError) as error:
+        logger.warning("Guardrail remediation failed: object=%s error=%s", meta.get("name"), error)
+        return found
+    rt.metrics.rollbacks.labels("Succeeded").inc()
+    logger.info("Guardrail remediated: object=%s/%s", meta.get("namespace"), meta.get("name"))
+    patched.setdefault("apiVersion", obj["apiVersion"])
+    patched.setdefault("kind", obj["kind"])
+    return list(rules.evaluate(audit.compiled.rules, patched))
+
+
+def _sample(obj: dict[str, Any], v: rules.Violation) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    item: dict[str, Any] = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "name": meta.get("name"),
+        "rule": v.rule,
+        "path": v.path,
+    }
+    if meta.get("namespace"):
+        item["namespace"] = meta["namespace"]
+    if v.message:
+        item["message"] = v.message[:500]
+    return item
+
+
+async def _violation_event(
+    name: str, audit: Audit, obj: dict[str, Any], found: list[rules.Violation]
+) -> None:
+    rt = runtime.get()
+    level = audit.compiled.level.label
+    details = "; ".join(f"rule {v.rule}: {v.path}" for v in found)
+    await rt.recorder.record(
+        regarding=obj,
+        related={
+            "apiVersion": conventions.API_VERSION,
+            "kind": conventions.KIND_GUARDRAIL,
+            "name": name,
+        },
+        type="Warning",
+        reason=conventions.REASON_GUARDRAIL_VIOLATION,
+        action="Audit",
+        note=f"Guardrail {name} ({level}) violated: {details}",
+        note_key=name,
+    )
+
+
+def _schedule_status(name: str, audit: Audit) -> None:
+    running = _status_tasks.get(name)
+    if running is not None and not running.done():
+        return
+    _status_tasks[name] = asyncio.create_task(_write_status(name, audit))
+
+
+async def _write_status(name: str, audit: Audit) -> None:
+    await asyncio.sleep(0.05)
+    sample = [s for items in audit.violating.values() for s in items][: models.MAX_SAMPLE]
+    await _patch_status(
+        name,
+        {
+            "violations": len(audit.violating),
+            "sample": sample,
+            "observedGeneration": audit.generation,
+            "conditions": [_valid(True, "The spec is valid")],
+        },
+    )
+
+
+async def _patch_status(name: str, status: dict[str, Any]) -> None:
+    try:
+        await runtime.get().kube.patch_status(
+            GUARDRAILS, namespace=None, name=name, merge_patch={"status": status}
+        )
+    except kube_.ApiError as error:
+        logger.warning("Guardrail status failed: guardrail=%s error=%s", name, error)
+
+
+def _valid(ok: bool, message: str) -> dict[str, Any]:
+    from keepfix.handlers import regressions
+
+    return {
+        "type": conventions.CONDITION_VALID,
+        "status": "True" if ok else "False",
+        "reason": "Valid" if ok else "InvalidSpec",
+        "message": message[:4000],
+        "lastTransitionTime": regressions.rfc3339(regressions.now()),
+    }
