@@ -124,11 +124,12 @@ def structural(schema: Schema, defs: Schema) -> Schema:
 def _inline(schema: Schema, defs: Schema) -> Schema:
     """Resolve `$ref` and `X | None` into one node; the outer node's keys win."""
     node = dict(schema)
-    any_of = node.pop("anyOf", None)
-    if any_of is not None:
+    any_of = node.get("anyOf", [])
+    if any(s.get("type") == "null" for s in any_of):
         real = [s for s in any_of if s.get("type") != "null"]
         if len(real) != 1:
             raise ValueError(f"not structural: anyOf {any_of}")
+        del node["anyOf"]
         node = {**_inline(real[0], defs), **node}
     ref = node.pop("$ref", None)
     if ref is not None:
@@ -146,7 +147,7 @@ def openapi_schema(kind: type[models.Resource]) -> Schema:
     }
     for name in ("spec", "status"):
         annotation = fields[name].annotation
-        model = _model_of(annotation)
+        model = model_of(annotation)
         raw = model.model_json_schema(by_alias=True, mode="validation")
         properties[name] = structural(raw, raw.get("$defs", {}))
     return {
@@ -157,7 +158,8 @@ def openapi_schema(kind: type[models.Resource]) -> Schema:
     }
 
 
-def _model_of(annotation: Any) -> type[pydantic.BaseModel]:
+def model_of(annotation: Any) -> type[pydantic.BaseModel]:
+    """The pydantic model in an annotation such as `MitigationStatus | None`."""
     candidates = getattr(annotation, "__args__", (annotation,))
     for candidate in candidates:
         if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):

@@ -5,9 +5,11 @@ every description written here is what `kubectl explain` prints, and every
 constraint a model can express (enums, patterns, minimum lengths) is enforced
 by the API server as well as by the CLI gate that parses manifests with these
 models. What the shape alone cannot say (exactly one of two fields, a field
-required only when another is set) is written as CEL
-(`x-kubernetes-validations`) next to the model it constrains; the CEL
-messages name the field so that a rejected `kubectl apply` points at it.
+required only when another is set) is written next to the model it
+constrains, twice: as a pydantic validator (for the gate) and as CEL
+(`x-kubernetes-validations`, messages naming the field) for the API server.
+CEL cannot see free-form fields, so rules about those are `oneOf`/`anyOf`
+lists of `required` instead.
 
 Field names are snake_case in Python and camelCase on the wire (aliases);
 both spellings are accepted when parsing. Specs forbid unknown fields, so a
@@ -69,20 +71,8 @@ AnyValue = Annotated[
     pydantic.WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True, "nullable": True}),
 ]
 #: A bound for atLeast/atMost: a number, a quantity such as `512Mi`, or a version.
-Bound = Annotated[
-    int | float | str,
-    pydantic.WithJsonSchema(
-        {
-            "x-kubernetes-preserve-unknown-fields": True,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self) == int || type(self) == double || type(self) == string",
-                    "message": "must be a number, a quantity such as 512Mi, or a version",
-                }
-            ],
-        }
-    ),
-]
+#: Fractions are written as strings ("0.5", "500m"), as Kubernetes quantities are.
+Bound = Annotated[int | str, pydantic.WithJsonSchema({"x-kubernetes-int-or-string": True})]
 Duration = Annotated[str, pydantic.Field(pattern=DURATION_PATTERN)]
 NonEmpty = Annotated[str, pydantic.Field(min_length=1)]
 
@@ -293,19 +283,20 @@ class ProtectedField(_Spec):
 class MitigationSpec(_Spec):
     """A recorded fix: the fields it set on the target and what to do when they drift."""
 
+    # CEL cannot see the free-form `value`, so "required unless capture" is an anyOf.
     model_config = pydantic.ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "self.capture || self.fields.all(f, has(f.value))",
-                    MSG_VALUE,
-                    ".fields",
-                )
+            "anyOf": [
+                {"properties": {"capture": {"enum": [True]}}, "required": ["capture"]},
+                {"properties": {"fields": {"items": {"required": ["value"]}}}},
             ]
         }
     )
 
-    target: Target = pydantic.Field(description="The object(s) the fix was made on.")
+    target: Target = pydantic.Field(
+        description="The object(s) the fix was made on: one object by name, or every object a "
+        "label selector matches (set exactly one of name and selector)."
+    )
     fields: list[ProtectedField] = pydantic.Field(
         min_length=1,
         max_length=MAX_FIELDS,
@@ -429,23 +420,12 @@ class GuardrailMatch(_Spec):
     )
 
 
-_EXACTLY_ONE_CONSTRAINT = (
-    "[" + ", ".join(f"has(self.{c})" for c in RULE_CONSTRAINTS) + "].filter(x, x).size() == 1"
-)
-
-
 class Rule(_Spec):
     """One rule: a path and exactly one constraint on the value found there."""
 
+    # CEL cannot see free-form fields (equals, notIn), so "exactly one" is a oneOf of requireds.
     model_config = pydantic.ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    _EXACTLY_ONE_CONSTRAINT,
-                    MSG_CONSTRAINT,
-                )
-            ]
-        }
+        json_schema_extra={"oneOf": [{"required": [c]} for c in RULE_CONSTRAINTS]}
     )
 
     name: NonEmpty = pydantic.Field(description="The rule's name, unique in the Guardrail.")
