@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,8 +101,12 @@ def new_client_cert(
     ca: KeyPair, user: str, groups: Sequence[str] = (), *, now: datetime.datetime
 ) -> KeyPair:
     """A client certificate the API server reads as `user` in `groups` (CN and O)."""
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
+    # RFC 5280 caps CN at 64 characters; Kubernetes does not, and a ServiceAccount
+    # in a long namespace needs more (system:serviceaccount:NS:NAME).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Attribute's length", UserWarning)
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g, _validate=False) for g in groups]
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user, _validate=False))
     return _leaf(ca, x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH, now=now)
 
 
