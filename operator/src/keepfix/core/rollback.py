@@ -198,11 +198,14 @@ def _mapping_ops(
         else:
             ops.extend(_leaf_ops(child, want, got, name, _Mode(mode.whole, frozenset())))
     if mode.whole:
-        extra = [name for name in actual if name not in expected and name not in mode.ignore]
+        extra = [
+            name
+            for name, got in actual.items()
+            if name not in expected and name not in mode.ignore and got is not None
+        ]
         for name in extra:
-            if actual[name] is not None:
-                child = [*tokens, _escape(name)]
-                ops.extend([_test(child, actual[name]), _op("remove", child)])
+            child = [*tokens, _escape(name)]
+            ops.extend([_test(child, actual[name]), _op("remove", child)])
     return ops
 
 
@@ -295,9 +298,8 @@ def _body_entry(node: Any, rest: tuple[paths.Segment, ...], leaf: Any, key: str 
     if not rest:
         return leaf
     head, tail = rest[0], rest[1:]
-    if isinstance(node, list):
-        return _body_item(node, head, tail, leaf, key)
-    assert isinstance(head, paths.Key), "list segments only meet lists in a restored object"
+    if isinstance(node, list) or not isinstance(head, paths.Key):
+        return _body_item(node if isinstance(node, list) else [], head, tail, leaf, key)
     child = node.get(head.name) if isinstance(node, Mapping) else None
     return {head.name: _body_entry(child, tail, leaf, head.name)}
 
@@ -309,18 +311,29 @@ def _body_item(
     leaf: Any,
     key: str | None,
 ) -> Any:
-    merge_key: str | None
-    if isinstance(head, paths.Select):
-        index, merge_key = paths.select_indices(items, head)[0], head.key
-    else:
-        index, merge_key = _list_index(head) or 0, paths.MERGE_KEYS.get(key or "")
-    item = items[index]
-    if merge_key is None or not isinstance(item, Mapping) or merge_key not in item:
-        return list(items)
-    inner = _body_entry(item, tail, leaf, None)
-    if not isinstance(inner, Mapping):
+    item, merge_key = _identified_item(items, head, key)
+    inner = None if item is None else _body_entry(item, tail, leaf, None)
+    if item is None or not isinstance(inner, Mapping):
         return list(items)
     return [{merge_key: item[merge_key], **inner}]
+
+
+def _identified_item(
+    items: list[Any], head: paths.Segment, key: str | None
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The item a segment names and the key that identifies it in an SSA body, if unique."""
+    if isinstance(head, paths.Select):
+        hits = paths.select_indices(items, head)
+        return (items[hits[0]] if hits else {head.key: paths.selector_value(head)}), head.key
+    index = _list_index(head)
+    merge_key = paths.MERGE_KEYS.get(key or "")
+    if index is None or index >= len(items) or merge_key is None:
+        return None, ""
+    item = items[index]
+    if not isinstance(item, Mapping) or merge_key not in item:
+        return None, ""
+    twins = paths.select_indices(items, paths.Select(merge_key, paths.scalar_text(item[merge_key])))
+    return (item if len(twins) == 1 else None), merge_key
 
 
 def _merge(left: Any, right: Any, key: str | None) -> Any:
