@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,15 @@ from keepfix.adapters import kube, metrics, watches
 pytestmark = pytest.mark.integration
 
 CONFIGMAPS = kube.Resource("", "v1", "ConfigMap", "configmaps", namespaced=True)
-FAST = {"backoff_initial": 0.05, "backoff_max": 0.5}
+
+
+def new_manager(
+    api: kube.Kube, on_event: Callable[[watches.WatchEvent], Awaitable[None]], **options: Any
+) -> watches.WatchManager:
+    """A WatchManager with short retry delays."""
+    return watches.WatchManager(
+        api, on_event=on_event, backoff_initial=0.05, backoff_max=0.5, **options
+    )
 
 
 async def until(predicate: Callable[[], bool], what: str, *, bound: float = 60.0) -> None:
@@ -57,7 +65,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 async def manager(api: kube.Kube, recorder: Recorder) -> AsyncIterator[watches.WatchManager]:
-    async with watches.WatchManager(api, on_event=recorder, **FAST) as running:
+    async with new_manager(api, recorder) as running:
         yield running
 
 
@@ -274,7 +282,7 @@ async def test_release_stops_the_task_after_the_last_reference(
 
 async def test_close_ends_every_task(api: kube.Kube, recorder: Recorder, namespace: str) -> None:
     """close() stops all watches, leaves no task behind and refuses new ones."""
-    manager = watches.WatchManager(api, on_event=recorder, **FAST)
+    manager = new_manager(api, recorder)
     for name in ("a", "b"):
         await manager.ensure(watches.WatchKey("v1", "ConfigMap", namespace, name))
     await manager.ensure(watches.WatchKey("v1", "Secret", namespace))
@@ -291,9 +299,7 @@ async def test_resumes_after_server_timeout_without_relisting(
     """When the server ends a watch (timeoutSeconds), it resumes from the last resourceVersion."""
     await api.create(CONFIGMAPS, body=configmap(namespace, "long"))
     key = watches.WatchKey("v1", "ConfigMap", namespace, "long")
-    async with watches.WatchManager(
-        api, on_event=recorder, watch_timeout_seconds=1, **FAST
-    ) as manager:
+    async with new_manager(api, recorder, watch_timeout_seconds=1) as manager:
         await manager.ensure(key)
         await asyncio.wait_for(manager.wait_synced(key), 60)
         for value in ("1", "2", "3"):
@@ -312,7 +318,7 @@ async def test_resync_redelivers_unchanged_objects(
     """With resync_seconds, objects are delivered again as MODIFIED although nothing changed."""
     await api.create(CONFIGMAPS, body=configmap(namespace, "quiet"))
     key = watches.WatchKey("v1", "ConfigMap", namespace)
-    async with watches.WatchManager(api, on_event=recorder, resync_seconds=1, **FAST) as manager:
+    async with new_manager(api, recorder, resync_seconds=1) as manager:
         await manager.ensure(key)
         await until(recorder.seen("MODIFIED", "quiet"), "a resync of quiet")
     assert recorder.names("ADDED").count("quiet") == 1
@@ -328,7 +334,7 @@ async def test_callback_errors_do_not_stop_the_watch(api: kube.Kube, namespace: 
             raise ValueError("handler bug")
 
     await api.create(CONFIGMAPS, body=configmap(namespace, "f"))
-    async with watches.WatchManager(api, on_event=flaky, **FAST) as manager:
+    async with new_manager(api, flaky) as manager:
         await manager.ensure(watches.WatchKey("v1", "ConfigMap", namespace, "f"))
         await until(lambda: seen == ["0"], "the first event")
         await set_value(api, namespace, "f", "1")
@@ -345,7 +351,7 @@ async def test_watched_objects_gauge(api: kube.Kube, recorder: Recorder, namespa
         value: float | None = registry.registry.get_sample_value("keepfix_watched_objects")
         return value
 
-    async with watches.WatchManager(api, on_event=recorder, metrics=registry, **FAST) as manager:
+    async with new_manager(api, recorder, metrics=registry) as manager:
         key = watches.WatchKey("v1", "ConfigMap", namespace, label_selector="!absent")
         await manager.ensure(key)
         await asyncio.wait_for(manager.wait_synced(key), 60)
