@@ -240,6 +240,13 @@ def test_compare(left: Any, right: Any, expected: int) -> None:
     assert values.compare(right, left) == -expected
 
 
+def test_compare_as_versions() -> None:
+    """versions=True orders decimal-looking tags as versions, not numbers."""
+    assert values.compare("1.10", "1.9") == -1
+    assert values.compare("1.10", "1.9", versions=True) == 1
+    assert values.compare(2, "1.9.9", versions=True) == 1
+
+
 @pytest.mark.parametrize(
     ("left", "right", "reason"),
     [

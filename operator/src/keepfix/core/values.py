@@ -209,15 +209,16 @@ def keyed_items(live: list[Any], key: str, value: Any) -> list[Any]:
 # --- ordering ------------------------------------------------------------------
 
 
-def compare(left: Any, right: Any) -> int:
+def compare(left: Any, right: Any, *, versions: bool = False) -> int:
     """-1, 0 or 1 as ``left`` is below, equal to or above ``right``.
 
     Numbers and quantities compare by value; otherwise both sides are read
-    as versions (an image reference gives its tag). Raises NotComparable when
-    either side has no order.
+    as versions (an image reference gives its tag). ``versions=True`` reads
+    both as versions even when they look like decimals (an image tag ``1.10``
+    is above ``1.9``). Raises NotComparable when either side has no order.
     """
     left_number, right_number = as_number(left), as_number(right)
-    if left_number is not None and right_number is not None:
+    if not versions and left_number is not None and right_number is not None:
         return _sign(left_number - right_number)
     left_version, right_version = version(left), version(right)
     width = max(len(left_version), len(right_version))
