@@ -51,7 +51,7 @@ def configure_logging(settings: settings_.OperatorSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("aiohttp.access", "kubernetes_asyncio"):
+    for noisy in ("aiohttp.access", "kubernetes_asyncio", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

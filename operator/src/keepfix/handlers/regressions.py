@@ -89,8 +89,8 @@ def is_secret(api_version: str, kind: str) -> bool:
 
 
 def now() -> datetime.datetime:
-    """The current time in UTC, to the second (what the API server keeps)."""
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    """The current time in UTC (written to the API to the second, see `rfc3339`)."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 def rfc3339(moment: datetime.datetime) -> str:
@@ -207,7 +207,7 @@ def resolved_status(last_seen: datetime.datetime, at: datetime.datetime) -> dict
     return {
         "state": conventions.STATE_RESOLVED,
         "resolvedAt": rfc3339(at),
-        "resolutionSeconds": max(0.0, (at - last_seen).total_seconds()),
+        "resolutionSeconds": round(max(0.0, (at - last_seen).total_seconds()), 3),
         "conditions": [_condition(conventions.CONDITION_RESOLVED, "True", "BackAtStable", at)],
     }
 
