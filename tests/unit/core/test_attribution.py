@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import pathlib
 from typing import Any
 
 import pytest
@@ -367,3 +369,100 @@ def test_to_dict_for_the_regression() -> None:
         "time": "2026-11-20T09:00:00Z",
         "subresource": "scale",
     }
+
+
+# --- objects as a real kube-apiserver (v1.37) returned them ---------------------------
+# Made with the control plane of keepfix.localcluster: `kubectl apply` (client-side),
+# `kubectl edit` (memory 512Mi -> 128Mi), `kubectl scale --replicas=1`, `kubectl patch`
+# (image), then `kubectl apply --server-side --field-manager=argocd-controller` (env,
+# minReadySeconds; kubectl migrated the client-side ownership and dropped the edited
+# memory limit) and `kubectl label`. Saved with `kubectl get -o json --show-managed-fields`.
+
+REAL = pathlib.Path(__file__).parent.parent / "data" / "attribution"
+REAL_WEB = "/spec/template/spec/containers/1"
+
+
+def real(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((REAL / f"deployment-{name}.json").read_text())
+    return loaded
+
+
+def test_real_edit_scale_patch_newest_first() -> None:
+    """memory by kubectl-edit, image by kubectl-patch, replicas by kubectl scale (no time)."""
+    pointers = [REAL_WEB + "/resources/limits/memory", REAL_WEB + "/image", "/spec/replicas"]
+    result = attribution.attribute_object(real("after-edit"), pointers)
+    assert [(c.manager, c.time, c.subresource, c.paths) for c in result] == [
+        ("kubectl-patch", "2026-12-04T20:06:02Z", None, (REAL_WEB + "/image",)),
+        ("kubectl-edit", "2026-12-04T20:05:59Z", None, (REAL_WEB + "/resources/limits/memory",)),
+        ("kubectl", None, "scale", ("/spec/replicas",)),
+    ]
+
+
+def test_real_granular_map_owned_as_a_node_does_not_claim_its_keys() -> None:
+    """kubectl-client-side-apply's `f:annotations: {}` loses to the exact owner of a key."""
+    obj = real("after-edit")
+    revision = "/metadata/annotations/deployment.kubernetes.io~1revision"
+    applied = "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration"
+    assert managers(attribution.attribute_object(obj, [revision])) == ["kube-controller-manager"]
+    assert managers(attribution.attribute_object(obj, [applied])) == ["kubectl-edit"]
+
+
+def test_real_field_dropped_by_server_side_apply_has_no_owner() -> None:
+    """After the argocd apply removed the memory limit, nobody owns it."""
+    obj = real("after-ssa")
+    assert attribution.attribute_object(obj, [REAL_WEB + "/resources/limits/memory"]) == ()
+
+
+def test_real_server_side_apply_and_label() -> None:
+    """argocd-controller owns what it applied (a keyed env item), kubectl-label the label."""
+    pointers = [REAL_WEB + "/env/0/value", "/spec/minReadySeconds", "/metadata/labels/tier"]
+    result = attribution.attribute_object(real("after-ssa"), pointers)
+    assert [(c.manager, c.operation, c.paths) for c in result] == [
+        ("kubectl-label", "Update", ("/metadata/labels/tier",)),
+        ("argocd-controller", "Apply", (REAL_WEB + "/env/0/value", "/spec/minReadySeconds")),
+    ]
+
+
+def test_real_atomic_claim_is_the_fallback() -> None:
+    """A pointer nobody owns exactly falls back to an ancestor owned whole."""
+    obj = real("after-ssa")
+    pointer = "/spec/template/spec/securityContext/runAsNonRoot"
+    assert managers(attribution.attribute_object(obj, [pointer])) == ["kubectl-client-side-apply"]
+
+
+def test_exact_owner_beats_atomic_claim() -> None:
+    """Ownership levels: exact reach, atomic ancestor, none."""
+    node_only: dict[str, Any] = {"f:metadata": {"f:annotations": {}}}
+    exact: dict[str, Any] = {"f:metadata": {"f:annotations": {"f:a": {}}}}
+    live = {"metadata": {"annotations": {"a": "1", "b": "2"}}}
+    assert (
+        attribution.ownership(node_only, "/metadata/annotations/a", live)
+        is attribution.Ownership.ATOMIC
+    )
+    assert (
+        attribution.ownership(exact, "/metadata/annotations/a", live) is attribution.Ownership.EXACT
+    )
+    assert (
+        attribution.ownership(exact, "/metadata/annotations/b", live) is attribution.Ownership.NONE
+    )
+    assert attribution.owns(node_only, "/metadata/annotations/b", live)
+    entries = [
+        {
+            "manager": "csa",
+            "operation": "Update",
+            "time": "2026-01-02T00:00:00Z",
+            "fieldsV1": node_only,
+        },
+        {
+            "manager": "edit",
+            "operation": "Update",
+            "time": "2026-01-01T00:00:00Z",
+            "fieldsV1": exact,
+        },
+    ]
+    pointers = ["/metadata/annotations/a", "/metadata/annotations/b"]
+    result = attribution.attribute(entries, pointers, live=live)
+    assert [(c.manager, c.paths) for c in result] == [
+        ("csa", ("/metadata/annotations/b",)),
+        ("edit", ("/metadata/annotations/a",)),
+    ]

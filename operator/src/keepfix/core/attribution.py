@@ -16,23 +16,31 @@ fields it owns, as a FieldsV1 trie:
 A drifted field is named by a JSON pointer into the live object
 (`/spec/template/spec/containers/0/resources/limits/memory`). List steps of the
 pointer are indices, so the live object is needed to turn index 0 into the
-item's `k:` / `v:` key. An empty trie node (`{}`) owns the whole value below
-it (an atomic field such as `args`), so deeper pointers are owned too; a
-pointer that stops at a node with owned children counts as owned (the
-manager wrote part of that value).
+item's `k:` / `v:` key.
+
+An entry owns a pointer EXACTLY when its trie reaches it (a pointer that stops
+at a node with owned children counts: the manager wrote part of that value),
+and ATOMICALLY when the trie stops early at an empty node (`{}`), which is how
+an atomic value such as `args` is owned whole. An empty node is also how the
+API server records a granular map owned only as a node (`f:annotations: {}`
+of `kubectl-client-side-apply`), so atomic claims count only for a pointer
+that no entry owns exactly.
 
 `attribute` returns one `ChangedBy` per entry that owns at least one drifted
-pointer, newest first ("newest wins": Kubernetes moves a field to whoever
-wrote it last, and the newest owner is the likeliest cause); equal times are
-ordered by manager name. Entries of the `status` subresource are skipped for
-pointers outside `/status`. A pointer nobody owns (a field someone removed
-has no owner any more) yields nothing.
+pointer, newest first ("newest wins": the API server moves a field to whoever
+wrote it last, so the newest owner is the likeliest cause); equal times are
+ordered by manager name, and an entry without a time (the API server leaves it
+out on `scale` subresource writes) sorts as the oldest. Entries of the
+`status` subresource are skipped for pointers under `/spec` (they can own
+metadata, e.g. the Deployment revision annotation). A pointer nobody owns
+yields nothing: a field someone removed has no owner any more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -68,15 +76,23 @@ def attribute(
     exclude: Collection[str] = (),
 ) -> tuple[ChangedBy, ...]:
     """The managers owning each drifted pointer, newest first; `exclude` drops managers by name."""
-    pointers = tuple(dict.fromkeys(pointers))
-    found = []
-    for entry in managed_fields or ():
-        manager = str(entry.get("manager") or "")
-        if manager in exclude or entry.get("fieldsType", "FieldsV1") != "FieldsV1":
-            continue
-        owned = tuple(p for p in pointers if _entry_owns(entry, p, live))
-        if owned:
-            found.append(_changed_by(entry, manager, owned))
+    wanted = {p: split_pointer(p) for p in pointers}
+    entries = [
+        e
+        for e in managed_fields or ()
+        if str(e.get("manager") or "") not in exclude
+        and e.get("fieldsType", "FieldsV1") == "FieldsV1"
+        and isinstance(e.get("fieldsV1"), Mapping)
+        and e["fieldsV1"]
+    ]
+    owned: list[list[str]] = [[] for _ in entries]
+    for pointer, tokens in wanted.items():
+        levels = [_entry_ownership(e, pointer, tokens, live) for e in entries]
+        best = max(levels, default=Ownership.NONE)
+        for index, level in enumerate(levels):
+            if best and level == best:
+                owned[index].append(pointer)
+    found = [_changed_by(e, tuple(o)) for e, o in zip(entries, owned, strict=True) if o]
     found.sort(key=lambda c: (c.manager, c.operation, c.subresource or ""))
     found.sort(key=lambda c: parse_time(c.time), reverse=True)
     return tuple(found)
@@ -115,36 +131,54 @@ def split_pointer(pointer: str) -> tuple[str, ...]:
     return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
 
 
-def owns(fields: Mapping[str, Any], pointer: str, live: Any) -> bool:
-    """True when the FieldsV1 trie `fields` owns the value at `pointer` of `live`."""
+class Ownership(enum.IntEnum):
+    """How a FieldsV1 trie owns a pointer; a higher value is a stronger claim."""
+
+    #: Not at all.
+    NONE = 0
+    #: Through an ancestor owned as a whole (`f:args: {}`, an atomic value).
+    ATOMIC = 1
+    #: The trie reaches the pointer itself.
+    EXACT = 2
+
+
+def ownership(fields: Mapping[str, Any], pointer: str | Sequence[str], live: Any) -> Ownership:
+    """How the FieldsV1 trie `fields` owns the value at `pointer` of `live`."""
+    tokens = split_pointer(pointer) if isinstance(pointer, str) else pointer
     node: Mapping[str, Any] = fields
     value = live
-    for token in split_pointer(pointer):
+    for token in tokens:
         if not node:
-            return True
+            return Ownership.ATOMIC
         key, value = _step(node, token, value)
         child = node.get(key) if key is not None else None
         if not isinstance(child, Mapping):
-            return False
+            return Ownership.NONE
         node = child
-    return True
+    return Ownership.EXACT
 
 
-def _entry_owns(entry: Mapping[str, Any], pointer: str, live: Any) -> bool:
-    if entry.get("subresource") == "status" and not _under_status(pointer):
-        return False
-    fields = entry.get("fieldsV1")
-    return isinstance(fields, Mapping) and bool(fields) and owns(fields, pointer, live)
+def owns(fields: Mapping[str, Any], pointer: str, live: Any) -> bool:
+    """True when the FieldsV1 trie `fields` owns the value at `pointer` of `live` in any way."""
+    return ownership(fields, pointer, live) is not Ownership.NONE
 
 
-def _under_status(pointer: str) -> bool:
-    return pointer == "/status" or pointer.startswith("/status/")
+def _entry_ownership(
+    entry: Mapping[str, Any], pointer: str, tokens: Sequence[str], live: Any
+) -> Ownership:
+    if entry.get("subresource") == "status" and _under(pointer, "/spec"):
+        return Ownership.NONE
+    return ownership(entry["fieldsV1"], tokens, live)
 
 
-def _changed_by(entry: Mapping[str, Any], manager: str, paths: tuple[str, ...]) -> ChangedBy:
+def _under(pointer: str, prefix: str) -> bool:
+    return pointer == prefix or pointer.startswith(prefix + "/")
+
+
+def _changed_by(entry: Mapping[str, Any], paths: tuple[str, ...]) -> ChangedBy:
     time, subresource = entry.get("time"), entry.get("subresource")
     return ChangedBy(
-        manager=manager,
+        manager=str(entry.get("manager") or ""),
         operation=str(entry.get("operation") or ""),
         time=str(time) if time else None,
         subresource=str(subresource) if subresource else None,
