@@ -24,7 +24,7 @@ import dataclasses
 import datetime
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from keepfix.adapters import kube as kube_
@@ -53,10 +53,10 @@ class _Series:
     last: datetime.datetime
 
 
-def reference(obj: dict[str, Any]) -> dict[str, Any]:
+def reference(obj: Mapping[str, Any]) -> dict[str, Any]:
     """An ObjectReference for an object (or a reference, returned trimmed as is)."""
-    source = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else obj
-    assert isinstance(source, dict)
+    metadata = obj.get("metadata")
+    source: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else obj
     ref = {key: source[key] for key in _REFERENCE_FIELDS if source.get(key)}
     for key in ("apiVersion", "kind"):
         if obj.get(key):
@@ -117,8 +117,8 @@ class EventRecorder:
     async def record(
         self,
         *,
-        regarding: dict[str, Any],
-        related: dict[str, Any] | None = None,
+        regarding: Mapping[str, Any],
+        related: Mapping[str, Any] | None = None,
         type: EventType,
         reason: str,
         action: str,
@@ -170,7 +170,7 @@ class EventRecorder:
         self,
         key: tuple[str, ...],
         ref: dict[str, Any],
-        related: dict[str, Any] | None,
+        related: Mapping[str, Any] | None,
         *,
         type: EventType,
         reason: str,
@@ -219,7 +219,7 @@ class EventRecorder:
     def _body(
         self,
         ref: dict[str, Any],
-        related: dict[str, Any] | None,
+        related: Mapping[str, Any] | None,
         *,
         type: EventType,
         reason: str,
