@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keepfix.core import attribution
 
@@ -466,3 +468,59 @@ def test_exact_owner_beats_atomic_claim() -> None:
         ("csa", ("/metadata/annotations/b",)),
         ("edit", ("/metadata/annotations/a",)),
     ]
+
+
+# --- properties ------------------------------------------------------------------------
+
+leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=4)
+documents = st.recursive(
+    leaf,
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=3)
+        | st.dictionaries(
+            st.text(alphabet="ab/~.c", min_size=1, max_size=3), inner, min_size=1, max_size=3
+        )
+    ),
+    max_leaves=10,
+)
+
+
+def trie(value: Any) -> dict[str, Any]:
+    """The FieldsV1 a manager that wrote every leaf of `value` would own."""
+    if isinstance(value, dict):
+        return {f"f:{k}": trie(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return {f"i:{i}": trie(v) for i, v in enumerate(value)}
+    return {}
+
+
+def leaves(value: Any, prefix: str = "") -> list[str]:
+    """Every leaf pointer of `value`."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in leaves(v, f"{prefix}/{escape(k)}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in leaves(v, f"{prefix}/{i}")]
+    return [prefix]
+
+
+def escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+@given(st.dictionaries(st.sampled_from(["spec", "metadata"]), documents, min_size=1))
+def test_a_writer_of_everything_owns_every_leaf(obj: dict[str, Any]) -> None:
+    """Property: the owner of every leaf is named for every leaf pointer, escaped keys included."""
+    entries = [{"manager": "w", "operation": "Update", "fieldsV1": trie(obj)}]
+    pointers = leaves(obj)
+    for pointer in pointers:
+        assert attribution.ownership(trie(obj), pointer, obj) is attribution.Ownership.EXACT
+    result = attribution.attribute(entries, pointers, live=obj)
+    assert [c.paths for c in result] == [tuple(dict.fromkeys(pointers))]
+
+
+@given(st.dictionaries(st.sampled_from(["spec", "metadata"]), documents, min_size=1))
+def test_a_writer_of_the_spec_owns_nothing_in_metadata(obj: dict[str, Any]) -> None:
+    """Property: ownership never leaks into a sibling subtree."""
+    fields = {"f:spec": trie(obj["spec"])} if "spec" in obj else {"f:spec": {"f:x": {}}}
+    for pointer in leaves(obj.get("metadata"), "/metadata") if "metadata" in obj else []:
+        assert not attribution.owns(fields, pointer, obj)

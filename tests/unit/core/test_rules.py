@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keepfix.core import rules
 from keepfix.core.rules import Match, Rule
@@ -687,3 +689,89 @@ def test_corpus_evaluates_without_error() -> None:
                 assert v.message.startswith(v.path + " ")
     assert checked > 250
     assert violations > 0
+
+
+# --- properties ----------------------------------------------------------------------------
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**6), max_value=10**6)
+    | st.sampled_from(
+        ["", "web", "nginx:latest", "nginx:1.25.3", "512Mi", "0.5Gi", "100m", "1.2.3"]
+    )
+    | st.text(max_size=6)
+)
+field_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=5,
+)
+constraints = st.sampled_from(
+    [
+        {"equals": "512Mi"},
+        {"equals": {"a": 1}},
+        {"notIn": [True, "web", None]},
+        {"matches": "^n"},
+        {"notMatches": "latest"},
+        {"atLeast": "1.25"},
+        {"atMost": 100},
+        {"present": True},
+        {"present": False},
+    ]
+)
+items_lists = st.lists(
+    st.one_of(st.just({}), field_values.map(lambda v: {"f": v}), st.just({"f": None})), max_size=5
+)
+
+
+@settings(max_examples=150)
+@given(constraints, items_lists, st.booleans())
+def test_every_item_is_the_sum_of_single_items(
+    constraint: dict[str, Any], items: list[dict[str, Any]], optional: bool
+) -> None:
+    """Property: [*] over a list breaks exactly where the items one by one break."""
+    r = rule(constraint, path="spec.items[*].f", optional=optional)
+    whole = rules.evaluate([r], thing({"items": items}))
+    single = [len(rules.evaluate([r], thing({"items": [item]}))) for item in items]
+    assert len(whole) == sum(single)
+    assert [v.pointer for v in whole] == [
+        f"/spec/items/{i}/f" for i, n in enumerate(single) for _ in range(n)
+    ]
+
+
+@given(constraints, st.one_of(st.just(MISSING), field_values))
+def test_optional_never_adds_violations(constraint: dict[str, Any], value: Any) -> None:
+    """Property: optional removes only absent-field violations, never adds any."""
+    obj = thing({} if value is MISSING else {"field": value})
+    strict = rules.evaluate([rule(constraint)], obj)
+    relaxed = rules.evaluate([rule(constraint, optional=True)], obj)
+    assert [v for v in strict if v.present] == list(relaxed)
+
+
+@given(scalars.filter(lambda v: v is not None), scalars.filter(lambda v: v is not None))
+def test_equals_and_not_in_are_complements(value: Any, operand: Any) -> None:
+    """Property: on a present scalar, notIn [x] breaks exactly when equals x holds."""
+    obj = thing({"field": value})
+    breaks_equals = bool(rules.evaluate([rule({"equals": operand})], obj))
+    breaks_not_in = bool(rules.evaluate([rule({"notIn": [operand]})], obj))
+    assert breaks_equals != breaks_not_in
+
+
+@given(scalars.filter(lambda v: v is not None), st.sampled_from(["^n", "latest$", "[0-9]", "^$"]))
+def test_matches_and_not_matches_are_complements(value: Any, pattern: str) -> None:
+    """Property: on a present scalar, exactly one of matches / notMatches breaks."""
+    obj = thing({"field": value})
+    breaks_matches = bool(rules.evaluate([rule({"matches": pattern})], obj))
+    breaks_not_matches = bool(rules.evaluate([rule({"notMatches": pattern})], obj))
+    assert breaks_matches != breaks_not_matches
+
+
+@given(st.integers(-1000, 1000), st.integers(-1000, 1000), st.sampled_from(["", "m", "k", "Ki"]))
+def test_bounds_order_quantities(a: int, b: int, unit: str) -> None:
+    """Property: atLeast breaks iff below, atMost iff above, for any spelling of the unit."""
+    obj = thing({"field": f"{a}{unit}"})
+    assert bool(rules.evaluate([rule({"atLeast": f"{b}{unit}"})], obj)) is (a < b)
+    assert bool(rules.evaluate([rule({"atMost": f"{b}{unit}"})], obj)) is (a > b)
