@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keepfix.core import scoring
+from keepfix.core import diff, scoring
 from keepfix.core.scoring import Severity
 
 MEMORY = "spec.template.spec.containers[name=web].resources.limits.memory"
@@ -230,3 +230,59 @@ def test_signature_merge_keyed_list_order_does_not_matter() -> None:
 def test_signature_of_any_path_spelling(path: str) -> None:
     """Index, pointer and even unparsable paths hash without error."""
     assert sig(D(path, "1Gi")) == sig(D(path, "1024Mi"))
+
+
+# --- with the drift core.diff reports -------------------------------------------------------
+
+
+def web_deployment(memory: Any, replicas: int, *, sidecar_first: bool = False) -> dict[str, Any]:
+    web = {"name": "web", "image": "nginx:1.25", "resources": {"limits": {"memory": memory}}}
+    side = {"name": "envoy", "image": "envoy:1.30"}
+    containers = [side, web] if sidecar_first else [web, side]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}},
+    }
+
+
+FIELDS = (
+    diff.ProtectedField(MEMORY, "512Mi", known_bad=("128Mi",)),
+    diff.ProtectedField("spec.replicas", 3, known_bad=(1,)),
+)
+
+
+@pytest.mark.parametrize(
+    ("memory", "replicas", "expected"),
+    [
+        ("0.125Gi", 1, Severity.CRITICAL),
+        ("128Mi", 2, Severity.HIGH),
+        ("256Mi", 2, Severity.MEDIUM),
+        ("134217728", 3, Severity.CRITICAL),
+    ],
+)
+def test_severity_of_real_drift(memory: str, replicas: int, expected: Severity) -> None:
+    """The incident's values, spelt any way, are recognised as the incident coming back."""
+    drifts = diff.diff(FIELDS, web_deployment(memory, replicas))
+    assert scoring.severity(drifts, in_window=True, repeat=False) is expected
+
+
+def test_signature_of_real_drift_ignores_spelling_and_container_order() -> None:
+    """The same recurrence respelt and reordered maps to the same Regression."""
+    one = diff.diff(FIELDS, web_deployment("128Mi", 1))
+    two = diff.diff(FIELDS, web_deployment("0.125Gi", 1, sidecar_first=True))
+    assert [d.pointer for d in one] != [d.pointer for d in two]
+    kind = scoring.kind_key("apps/v1", "Deployment")
+    assert scoring.signature(kind, one) == scoring.signature(kind, two)
+    other = diff.diff(FIELDS, web_deployment("256Mi", 1))
+    assert scoring.signature(kind, one) != scoring.signature(kind, other)
+
+
+def test_signature_of_a_removed_field() -> None:
+    """A removed memory limit is its own recurrence, not the same as an explicit null."""
+    removed = web_deployment("128Mi", 3)
+    del removed["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    (drift,) = diff.diff(FIELDS, removed)
+    assert not drift.present
+    kind = "apps/Deployment"
+    assert scoring.signature(kind, [drift]) != scoring.signature(kind, [D(MEMORY, None)])
