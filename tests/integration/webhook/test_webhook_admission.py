@@ -121,7 +121,10 @@ def deployment(
 
 
 def apply(cluster: Any, obj: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump(obj), check=False)
+    proc: subprocess.CompletedProcess[str] = cluster.kubectl(
+        "apply", *extra, "-f", "-", input=yaml.safe_dump(obj), check=False
+    )
+    return proc
 
 
 def wait_denied(cluster: Any, obj: dict[str, Any]) -> str:
