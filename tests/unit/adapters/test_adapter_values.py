@@ -153,6 +153,6 @@ def test_cap_note_never_splits_a_character() -> None:
 def test_watch_key_defaults_and_hashing() -> None:
     """WatchKey is a hashable tuple; unset narrowing fields are None."""
     key = watches.WatchKey("apps/v1", "Deployment", "shop", "web")
-    assert key == ("apps/v1", "Deployment", "shop", "web", None)
     index: dict[watches.WatchKey, int] = {key: 1}
     assert index[watches.WatchKey("apps/v1", "Deployment", "shop", "web")] == 1
+    assert tuple(key) == ("apps/v1", "Deployment", "shop", "web", None)
