@@ -178,6 +178,8 @@ def test_constraint_semantics(constraint: dict[str, Any], value: Any, broken: bo
         ("nginx:1.24.0", "is nginx:1.24.0, below the minimum 1.25.3"),
         ("registry.example.com:5000/team/nginx:1.24.0-alpine", "below the minimum 1.25.3"),
         ("nginx:1.26", None),
+        ("nginx:1.9", "is nginx:1.9, below the minimum 1.25.3"),
+        ("nginx:1.100", None),
         ("nginx:1.25.3", None),
         ("nginx@sha256:" + "a" * 64, "pinned by digest"),
         ("nginx:latest", "uses the tag latest"),
@@ -201,6 +203,23 @@ def test_image_tag_floor(image: str, reason: str | None) -> None:
         assert v.path == "spec.containers[name=web].image"
         assert reason in v.message
         assert not v.known_bad
+
+
+@pytest.mark.parametrize(
+    ("image", "bound", "broken"),
+    [
+        ("nginx:1.9", "1.25", True),
+        ("nginx:1.30", "1.25", False),
+        ("nginx:2", 2, False),
+        ("nginx:1.25.0", "1.25", False),
+        ("nginx:v1.24", "1.25", True),
+    ],
+)
+def test_image_tags_compare_as_versions_not_decimals(image: str, bound: Any, broken: bool) -> None:
+    """nginx:1.9 is below 1.25 even though the decimal 1.9 is above 1.25."""
+    r = rule({"atLeast": bound}, path="spec.containers[*].image")
+    pod = {"kind": "Pod", "spec": {"containers": [{"name": "web", "image": image}]}}
+    assert bool(rules.evaluate([r], pod)) is broken
 
 
 def test_image_ceiling() -> None:

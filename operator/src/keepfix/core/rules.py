@@ -292,9 +292,7 @@ def _present_failure(c: Constraint, value: Any, field: str | None, shown: str) -
 def _bound_failure(c: Constraint, value: Any, field: str | None, shown: str) -> _Failure:
     word, side = ("minimum", -1) if c.op == "atLeast" else ("maximum", 1)
     try:
-        # A bare image name (`envoy`) is an image without a tag, not a word.
-        subject = values.image_tag(value) if field == "image" and isinstance(value, str) else value
-        order = values.compare(subject, c.operand)
+        order = _order(value, c.operand, field)
     except values.NotComparable as exc:
         return (
             f"is {shown}, which cannot be compared with the {word} {render(c.operand)}: {exc}",
@@ -304,6 +302,17 @@ def _bound_failure(c: Constraint, value: Any, field: str | None, shown: str) -> 
         return None
     where = "below" if side < 0 else "above"
     return f"is {shown}, {where} the {word} {render(c.operand)}", False
+
+
+def _order(value: Any, bound: Any, field: str | None) -> int:
+    if field != "image" or not isinstance(value, str):
+        return values.compare(value, bound)
+    # An image tag is always a version (nginx:1.9 < 1.25), and a bare name
+    # (`envoy`) is an image without a tag rather than a word.
+    left, right = values.version(values.image_tag(value)), values.version(bound)
+    width = max(len(left), len(right))
+    left, right = left + (0,) * (width - len(left)), right + (0,) * (width - len(right))
+    return (left > right) - (left < right)
 
 
 def _absent_reason(c: Constraint) -> str:
