@@ -27,11 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Each sub-command module exposes register(subparsers) and sets `func` on its parser.
     # One line per sub-command module; each engineer adds their own.
-    from keepfix.cli import cluster, crds, gate, run
+    from keepfix.cli import cluster, crds, demo, gate, run
 
     return [
         cluster.register,
         crds.register,
+        demo.register,
         gate.register,
         run.register,
     ]

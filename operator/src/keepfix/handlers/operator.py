@@ -91,7 +91,8 @@ def run(settings: settings_.OperatorSettings) -> None:
     _settings = settings
     configure_logging(settings)
     _ = guardrails  # imported for its Kopf handlers
-    if settings.webhook != "off" and importlib.util.find_spec("keepfix.handlers.admission"):
+    # The webhook module handles every mode, `off` included (it removes a stale configuration).
+    if importlib.util.find_spec("keepfix.handlers.admission"):
         importlib.import_module("keepfix.handlers.admission")
     kopf.run(
         standalone=settings.standalone,
