@@ -93,7 +93,7 @@ def test_admin_is_in_system_masters(cluster: Any) -> None:
 def test_up_runs_in_the_background_and_down_leaves_no_process(
     cluster: Any, local_only: None, tmp_path: Path, cluster_dirs: list[Path]
 ) -> None:
-    """`up` returns with the cluster serving; a second `up` reuses it; `down` kills all of it."""
+    """`up` leaves a serving cluster; `up` again reuses or replaces it; `down` kills all of it."""
     folder = tmp_path / "a"
     cluster_dirs.append(folder)
     env = cli_env(cluster)
@@ -111,9 +111,18 @@ def test_up_runs_in_the_background_and_down_leaves_no_process(
     assert "already running" in again.stderr
     assert live_pids(folder) == pids
 
+    # A half-dead cluster (its API server killed) is replaced: `up` stops what is left.
+    [apiserver] = [r.pid for r in processes.read_pids(folder) if r.name == "kube-apiserver"]
+    os.kill(apiserver, signal.SIGKILL)
+    replaced = keepfix("cluster", "up", "--dir", str(folder), env=env)
+    assert replaced.returncode == 0, replaced.stderr
+    assert not any(processes.is_alive(pid, None) for pid in pids)
+    new_pids = live_pids(folder)
+    assert len(new_pids) == 3
+
     down = keepfix("cluster", "down", "--dir", str(folder), env=env)
     assert down.returncode == 0, down.stderr
-    assert not any(processes.is_alive(pid, None) for pid in pids)
+    assert not any(processes.is_alive(pid, None) for pid in new_pids)
     assert processes.processes_mentioning(str(folder)) == []
     assert keepfix("cluster", "down", "--dir", str(folder), env=env).returncode == 0
 

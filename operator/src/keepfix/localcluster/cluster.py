@@ -67,6 +67,9 @@ class LocalCluster:
     `die_with_parent=True` (the default, for tests) has the kernel kill the
     processes when the Python process that started them dies;
     `keepfix cluster up` passes False so the cluster outlives the command.
+    The kernel ties them to the *thread* that called start(): call it from the
+    main thread (or one that lives as long as the cluster), never from a
+    short-lived worker such as `asyncio.to_thread`.
     """
 
     def __init__(
@@ -248,6 +251,9 @@ class LocalCluster:
         # within seconds, so it starts only once the API server is ready.
         kcm = self._spawn(_CONTROLLER_MANAGER, self._controller_manager_args(bins, kcm_port))
         self._wait(kcm, f"https://127.0.0.1:{kcm_port}/healthz", _insecure_tls(), deadline)
+        # A process that lost a race for its port may die after a probe reached
+        # whoever holds the port instead.
+        self._check_alive()
         state = {
             "server": server,
             "ports": {
@@ -275,10 +281,7 @@ class LocalCluster:
         deadline: float,
     ) -> None:
         while True:
-            for p in self._procs:
-                code = p.exit_code()
-                if code is not None:
-                    raise ProcessFailedError(p.name, f"exited with {code}", p.log, p.log_tail())
+            self._check_alive()
             if _probe(url, tls):
                 self._progress(f"{proc.name} is ready")
                 return
@@ -287,6 +290,12 @@ class LocalCluster:
                     proc.name, f"was not ready at {url} in time", proc.log, proc.log_tail()
                 )
             time.sleep(self.poll_interval)
+
+    def _check_alive(self) -> None:
+        for p in self._procs:
+            code = p.exit_code()
+            if code is not None:
+                raise ProcessFailedError(p.name, f"exited with {code}", p.log, p.log_tail())
 
     def _write_pki(self, server: str) -> None:
         d = self._pki
