@@ -50,10 +50,8 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 DURATION_PATTERN = r"^[0-9]+[dhm]$"
 #: The constraints of a Guardrail rule, exactly one of which a rule sets.
 RULE_CONSTRAINTS = ("equals", "notIn", "matches", "notMatches", "atLeast", "atMost", "present")
-# The rules the shape cannot say, checked by the API server (CEL) and by the models alike.
+# CEL messages (the API server); the models say the same relative to where they fail.
 MSG_TARGET = "spec.target: set exactly one of name or selector"
-MSG_VALUE = "spec.fields[].value: required unless spec.capture is true"
-MSG_CONSTRAINT = "spec.rules[]: set exactly one constraint of " + ", ".join(RULE_CONSTRAINTS)
 MSG_URL = "spec.sinks[].url: required for webhook and alertmanager sinks"
 MSG_URL_SECRET = "spec.sinks[].urlSecretRef: required for slack and teams sinks"
 #: Caps that keep lists (and the API server's CEL cost estimate) bounded.
@@ -70,9 +68,21 @@ AnyValue = Annotated[
     Any,
     pydantic.WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True, "nullable": True}),
 ]
+
+
+def _bound(value: object) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError('must be an integer or a string ("0.5", "512Mi", "1.25.3")')
+    return value
+
+
 #: A bound for atLeast/atMost: a number, a quantity such as `512Mi`, or a version.
 #: Fractions are written as strings ("0.5", "500m"), as Kubernetes quantities are.
-Bound = Annotated[int | str, pydantic.WithJsonSchema({"x-kubernetes-int-or-string": True})]
+Bound = Annotated[
+    int | str,
+    pydantic.PlainValidator(_bound),
+    pydantic.WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
 Duration = Annotated[str, pydantic.Field(pattern=DURATION_PATTERN)]
 NonEmpty = Annotated[str, pydantic.Field(min_length=1)]
 
@@ -248,7 +258,7 @@ class Target(_Spec):
     @pydantic.model_validator(mode="after")
     def _name_or_selector(self) -> Self:
         if (self.name is None) == (self.selector is None):
-            raise ValueError(MSG_TARGET)
+            raise ValueError("set exactly one of name or selector")
         return self
 
 
@@ -340,9 +350,10 @@ class MitigationSpec(_Spec):
 
     @pydantic.model_validator(mode="after")
     def _values_and_paths(self) -> Self:
-        if not self.capture and not all(f.has_value for f in self.fields):
-            raise ValueError(MSG_VALUE)
-        _unique("spec.fields[].path", [f.path for f in self.fields])
+        for i, field in enumerate(self.fields):
+            if not (field.has_value or self.capture):
+                raise ValueError(f"fields[{i}].value: required unless capture is true")
+        _unique("fields", "path", [f.path for f in self.fields])
         return self
 
 
@@ -453,8 +464,8 @@ class Rule(_Spec):
     )
     at_least: Bound | None = pydantic.Field(
         default=None,
-        description='A floor: a number, a quantity ("512Mi") or a version ("1.25.3"; on an '
-        "image, its tag is compared).",
+        description='A floor: an integer, a quantity ("512Mi", "0.5") or a version ("1.25.3"; '
+        "on an image, its tag is compared). Write fractions as strings, as quantities are.",
     )
     at_most: Bound | None = pydantic.Field(
         default=None, description="A ceiling: a number, a quantity or a version."
@@ -466,10 +477,10 @@ class Rule(_Spec):
     @pydantic.model_validator(mode="after")
     def _one_constraint(self) -> Self:
         if len(self._constraints()) != 1:
-            raise ValueError(MSG_CONSTRAINT)
+            raise ValueError("set exactly one constraint of " + ", ".join(RULE_CONSTRAINTS))
         for name, pattern in (("matches", self.matches), ("notMatches", self.not_matches)):
             if pattern is not None:
-                _regex(f"spec.rules[].{name}", pattern)
+                _regex(name, pattern)
         return self
 
     def _constraints(self) -> list[str]:
@@ -494,12 +505,12 @@ def _regex(field: str, pattern: str) -> None:
         raise ValueError(f"{field}: not a valid regular expression: {err}") from err
 
 
-def _unique(field: str, keys: list[str]) -> None:
+def _unique(field: str, key: str, values: list[str]) -> None:
     seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValueError(f"{field}: duplicate value {key!r}")
-        seen.add(key)
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{field}[{i}].{key}: duplicate value {value!r}")
+        seen.add(value)
 
 
 class GuardrailSpec(_Spec):
@@ -530,7 +541,7 @@ class GuardrailSpec(_Spec):
 
     @pydantic.model_validator(mode="after")
     def _unique_names(self) -> Self:
-        _unique("spec.rules[].name", [r.name for r in self.rules])
+        _unique("rules", "name", [r.name for r in self.rules])
         return self
 
 
@@ -765,9 +776,9 @@ class Sink(_Spec):
     @pydantic.model_validator(mode="after")
     def _endpoint(self) -> Self:
         if self.type in ("webhook", "alertmanager") and self.url is None:
-            raise ValueError(MSG_URL)
+            raise ValueError("url: required for webhook and alertmanager sinks")
         if self.type in ("slack", "teams") and self.url_secret_ref is None:
-            raise ValueError(MSG_URL_SECRET)
+            raise ValueError("urlSecretRef: required for slack and teams sinks")
         return self
 
 
