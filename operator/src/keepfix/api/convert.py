@@ -108,7 +108,7 @@ def _validate(model: type[M], obj: Mapping[str, Any]) -> M:
 
 def _pydantic_error(error: Mapping[str, Any]) -> str:
     where = location(error["loc"])
-    message = str(error["msg"])
+    message = str(error["msg"]).removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
     return f"{where}: {message}" if where else message
 

@@ -75,6 +75,7 @@ def read(paths: Sequence[str], *, stdin: TextIO) -> Loaded:
 def _texts(
     paths: Sequence[str], *, stdin: TextIO, problems: list[Problem]
 ) -> Iterator[tuple[str, str]]:
+    seen: set[pathlib.Path] = set()
     for raw in paths:
         if raw == STDIN:
             yield STDIN, stdin.read()
@@ -86,6 +87,10 @@ def _texts(
             problems.append(Problem(raw, None, exc.strerror or str(exc)))
             continue
         for file in files:
+            # A file named twice (itself and through its folder) is read once.
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
             try:
                 yield str(file), file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:

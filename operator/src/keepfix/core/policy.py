@@ -202,6 +202,9 @@ class PolicySet:
     guardrails: Mapping[_GroupKind, tuple[tuple[int, GuardrailPolicy], ...]]
     mitigation_count: int = 0
     guardrail_count: int = 0
+    #: Guardrails by (group, kind, namespace): a Guardrail that names `namespaces` sits
+    #: under each of them, one that names none under `*`. Namespaced objects look here.
+    scoped: Mapping[_KindKey, tuple[tuple[int, GuardrailPolicy], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -220,16 +223,20 @@ class PolicySet:
             else:
                 by_selector.setdefault((m.group, m.kind, namespace), []).append(m)
         by_kind: dict[_GroupKind, list[tuple[int, GuardrailPolicy]]] = {}
+        scoped: dict[_KindKey, list[tuple[int, GuardrailPolicy]]] = {}
         order = 0
         for order, g in enumerate(guardrails, start=1):
-            for kind_key in dict.fromkeys(g.kinds):
-                by_kind.setdefault(kind_key, []).append((order, g))
+            for group, kind in dict.fromkeys(g.kinds):
+                by_kind.setdefault((group, kind), []).append((order, g))
+                for namespace in g.match.namespaces or (WILDCARD,):
+                    scoped.setdefault((group, kind, namespace), []).append((order, g))
         return cls(
             by_name={k: tuple(v) for k, v in by_name.items()},
             by_selector={k: tuple(v) for k, v in by_selector.items()},
             guardrails={k: tuple(v) for k, v in by_kind.items()},
             mitigation_count=mitigation_count,
             guardrail_count=order,
+            scoped={k: tuple(v) for k, v in scoped.items()},
         )
 
 
@@ -267,12 +274,10 @@ def evaluate(
     obj = _with_namespace(manifest, ref.namespace)
     group = group_of(ref.api_version)
     findings = [f for m in _mitigations_for(policies, obj, ref, group) for f in _reverts(m, obj)]
-    guardrail_findings = _guardrail_findings(policies, obj, group, ref.kind)
+    guardrail_findings = _guardrail_findings(policies, obj, group, ref)
     if guardrail_findings and old is not None:
-        guardrail_findings = _mark_preexisting(
-            guardrail_findings,
-            _guardrail_findings(policies, _with_namespace(old, ref.namespace), group, ref.kind),
-        )
+        before = _guardrail_findings(policies, _with_namespace(old, ref.namespace), group, ref)
+        guardrail_findings = _mark_preexisting(guardrail_findings, before)
     return (*findings, *guardrail_findings)
 
 
@@ -339,22 +344,28 @@ def _revert_message(m: MitigationPolicy, d: diff.Drift) -> str:
     )
 
 
-def _guardrails_for(policies: PolicySet, group: str, kind: str) -> list[GuardrailPolicy]:
-    buckets = [
-        policies.guardrails.get(key, ())
-        for key in ((group, kind), (group, WILDCARD), (WILDCARD, kind), (WILDCARD, WILDCARD))
-    ]
-    hits = [hit for bucket in buckets for hit in bucket]
-    if len(hits) <= 1 or sum(1 for b in buckets if b) == 1:
+def _guardrails_for(
+    policies: PolicySet, group: str, kind: str, namespace: str | None
+) -> list[GuardrailPolicy]:
+    kinds = ((group, kind), (group, WILDCARD), (WILDCARD, kind), (WILDCARD, WILDCARD))
+    if namespace is None:
+        # Cluster-scoped objects are not filtered by namespaces: every bucket of the kind.
+        buckets = [policies.guardrails.get(key, ()) for key in kinds]
+    else:
+        buckets = [
+            policies.scoped.get((g, k, ns), ()) for g, k in kinds for ns in (namespace, WILDCARD)
+        ]
+    hits = [hit for bucket in buckets if bucket for hit in bucket]
+    if sum(1 for b in buckets if b) <= 1:
         return [g for _, g in hits]
     return [g for _, g in sorted(dict(hits).items())]
 
 
 def _guardrail_findings(
-    policies: PolicySet, obj: Mapping[str, Any], group: str, kind: str
+    policies: PolicySet, obj: Mapping[str, Any], group: str, ref: Ref
 ) -> list[Finding]:
     findings: list[Finding] = []
-    for g in _guardrails_for(policies, group, kind):
+    for g in _guardrails_for(policies, group, ref.kind, ref.namespace):
         if not rules.matches(g.match, obj):
             continue
         findings.extend(_violation_finding(g, v) for v in rules.evaluate(g.rules, obj))
@@ -405,7 +416,6 @@ def applicable(
     obj = _with_namespace(manifest, ref.namespace)
     group = group_of(ref.api_version)
     refs = [m.ref for m in _mitigations_for(policies, obj, ref, group)]
-    refs.extend(
-        g.ref for g in _guardrails_for(policies, group, ref.kind) if rules.matches(g.match, obj)
-    )
+    candidates = _guardrails_for(policies, group, ref.kind, ref.namespace)
+    refs.extend(g.ref for g in candidates if rules.matches(g.match, obj))
     return tuple(dict.fromkeys(refs))
