@@ -228,3 +228,33 @@ def test_killed_owner_leaves_no_orphans(cluster: Any, local_only: None, tmp_path
         child.send_signal(signal.SIGKILL)
         child.communicate()
     assert eventually(lambda: processes.processes_mentioning(str(folder)) == [])
+
+
+def test_namespace_fixture_gives_a_fresh_namespace_named_after_the_test(
+    cluster: Any, namespace: str
+) -> None:
+    """The namespace exists, is empty of ConfigMaps but the root CA, and names the test."""
+    assert namespace.startswith("test-namespace-fixture-gives-a-fresh")
+    cluster.kubectl("get", "namespace", namespace)
+    assert eventually(
+        lambda: (
+            cluster.kubectl("get", "configmap", "-n", namespace, "-o", "name").stdout
+            == "configmap/kube-root-ca.crt\n"
+        )
+    )
+
+
+def test_crds_fixture_establishes_every_crd_in_the_repository(
+    cluster: Any, crds: list[str]
+) -> None:
+    """Every CustomResourceDefinition in crds/ is served by the API server."""
+    established = cluster.kubectl(
+        "get",
+        "crd",
+        *crds,
+        "-o",
+        "jsonpath={range .items[*]}"
+        "{.status.conditions[?(@.type=='Established')].status}{'\\n'}{end}",
+    )
+    assert established.stdout.split() == ["True"] * len(crds)
+    assert len(crds) >= 4
