@@ -177,6 +177,20 @@ def test_capture_of_an_empty_object_is_empty() -> None:
     assert diff.capture_fields({}) == ()
 
 
+def test_capture_without_zero_values() -> None:
+    """zero_values=False leaves out false, 0 and "" leaves (dropped by omitempty)."""
+    obj = {"spec": {"a": False, "b": 0, "c": "", "d": 0.0, "e": True, "f": 1, "g": "x"}}
+    paths_kept = [field.path for field in diff.capture_fields(obj, zero_values=False)]
+    assert paths_kept == ["spec.e", "spec.f", "spec.g"]
+    assert len(diff.capture_fields(obj)) == 7
+
+
+def test_empty_declared_value_holds_when_absent() -> None:
+    """A protected empty list or mapping is not drift when live lacks the field."""
+    fields = [diff.ProtectedField("spec.volumes", []), diff.ProtectedField("spec.sc", {})]
+    assert diff.diff(fields, {"spec": {}}) == ()
+
+
 def test_captured_fields_see_a_changed_leaf() -> None:
     """A capture of an object reports the one leaf that later changed."""
     obj = {"kind": "Service", "spec": {"ports": [{"port": 80, "targetPort": 8080}]}}

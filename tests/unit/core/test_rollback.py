@@ -93,6 +93,16 @@ def test_mapping_drift_writes_only_the_differing_keys() -> None:
     )
 
 
+def test_empty_declared_values_are_not_written() -> None:
+    """An empty list in a declared mapping is not added; empty live extras are not removed."""
+    live = {"spec": {"c": {"image": "y", "extra": []}}}
+    planned = _plan([diff.ProtectedField("spec.c", {"image": "x", "args": []}, whole=True)], live)
+    assert planned.patch == (
+        {"op": "test", "path": "/spec/c/image", "value": "y"},
+        {"op": "replace", "path": "/spec/c/image", "value": "x"},
+    )
+
+
 def test_mapping_drift_removes_a_key_declared_null() -> None:
     """A null inside a declared mapping removes that key behind a test."""
     live = {"spec": {"sc": {"privileged": True, "runAsUser": 0}}}

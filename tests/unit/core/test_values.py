@@ -147,6 +147,19 @@ def test_declared_null_means_absent() -> None:
     assert not values.equal({"hostNetwork": None}, {"hostNetwork": False})
 
 
+def test_empty_equals_absent() -> None:
+    """An empty list or mapping matches an absent or null one; zero scalars do not."""
+    assert values.equal({"args": [], "resources": {}}, {})
+    assert values.equal({"args": []}, {"args": None})
+    assert values.equal([], None)
+    assert values.equal({}, None)
+    assert not values.equal({"privileged": False}, {})
+    assert not values.equal({"value": ""}, {})
+    assert not values.equal({"replicas": 0}, {})
+    assert values.equal({"a": 1}, {"a": 1, "b": [], "c": {}}, whole=True)
+    assert values.canonical({"a": {"b": []}, "c": None}) == values.canonical({})
+
+
 def test_whole_mapping_refuses_extra_keys() -> None:
     """whole=True (captured values) compares key for key; null live keys do not count."""
     assert values.equal({"a": 1}, {"a": 1.0, "b": None}, whole=True)

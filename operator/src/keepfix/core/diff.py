@@ -90,7 +90,7 @@ def _holds(field: ProtectedField, match: paths.Match) -> bool:
     if field.requires_absent:
         return not match.present or match.value is None
     if not match.present:
-        return False
+        return values.is_empty(field.value)
     expected, actual = field.value, match.value
     if field.whole and match.pointer == "/metadata":
         expected, actual = _without_server_metadata(expected), _without_server_metadata(actual)
@@ -118,18 +118,28 @@ def last_key(path: paths.Path) -> str | None:
 # --- capture ------------------------------------------------------------------
 
 
-def capture_fields(obj: Mapping[str, Any]) -> tuple[ProtectedField, ...]:
+def capture_fields(
+    obj: Mapping[str, Any], *, zero_values: bool = True
+) -> tuple[ProtectedField, ...]:
     """One protected field per leaf of ``obj`` (minus ``status`` and server metadata).
 
     Leaves are scalars, empty mappings and lists that do not merge by key
     (taken whole); items of merge-keyed lists are addressed by their key when
     it is unique, by index otherwise. Null values become "must be absent".
+    ``zero_values=False`` leaves out ``false``, ``0`` and ``""`` leaves, which
+    the API server drops from ``omitempty`` fields (compare a manifest with
+    what the server returns that way).
     """
     stripped = values.strip_server_fields(obj)
     return tuple(
         ProtectedField(paths.format(paths.Path(segments)), value)
         for segments, value in _leaves(stripped, (), None)
+        if zero_values or not _is_zero(value)
     )
+
+
+def _is_zero(value: Any) -> bool:
+    return value is False or value == "" or (type(value) in (int, float) and value == 0)
 
 
 def _leaves(

@@ -194,14 +194,17 @@ def _mapping_ops(
         if want is None:
             ops.extend([] if got is None else [_test(child, got), _op("remove", child)])
         elif name not in actual:
-            ops.append(_op("add", child, _pruned(want)))
+            ops.extend([] if values.is_empty(want) else [_op("add", child, _pruned(want))])
         else:
             ops.extend(_leaf_ops(child, want, got, name, _Mode(mode.whole, frozenset())))
     if mode.whole:
         extra = [
             name
             for name, got in actual.items()
-            if name not in expected and name not in mode.ignore and got is not None
+            if name not in expected
+            and name not in mode.ignore
+            and got is not None
+            and not values.is_empty(got)
         ]
         for name in extra:
             child = [*tokens, _escape(name)]

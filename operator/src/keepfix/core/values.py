@@ -17,6 +17,11 @@ Equality (``equal``) is what a person means by "the same setting":
   live keys (server defaults, other writers' fields) are ignored; a declared
   ``None`` requires the key to be absent (or null). With ``whole=True``
   (captured values) the live mapping may hold no other keys.
+* An empty mapping or list equals an absent (or null) one: the API server
+  drops empty ``omitempty`` fields, and an empty declared value constrains
+  nothing. Zero scalars (``false``, ``0``, ``""``) are *not* treated so,
+  because for pointer fields absence means a different default
+  (``allowPrivilegeEscalation`` absent is true).
 * A list that Kubernetes merges by key (``paths.MERGE_KEYS``: containers,
   env, volumes... by ``name``; ports by ``containerPort``) matches item by
   key, whatever the order and whatever other items live holds (``whole``:
@@ -132,6 +137,8 @@ def equal(declared: Any, live: Any, *, field: str | None = None, whole: bool = F
     ``field`` is the key the values sit under, which decides whether a list
     merges by key; ``whole`` compares mappings and merge-keyed lists exactly.
     """
+    if live is None and is_empty(declared):
+        return True
     if isinstance(declared, Mapping):
         return isinstance(live, Mapping) and _mapping_equal(declared, live, whole)
     if isinstance(declared, list):
@@ -165,12 +172,21 @@ def _mapping_equal(declared: Mapping[str, Any], live: Mapping[str, Any], whole: 
         if want is None:
             if live.get(key) is not None:
                 return False
-        elif key not in live or not equal(want, live[key], field=key, whole=whole):
+        elif not equal(want, live.get(key), field=key, whole=whole):
             return False
     if whole:
-        extra = {key for key, got in live.items() if got is not None} - set(declared)
+        extra = {key for key, got in live.items() if not _absent(got)} - set(declared)
         return not extra
     return True
+
+
+def is_empty(value: Any) -> bool:
+    """An empty mapping or list, which Kubernetes treats like an absent field."""
+    return isinstance(value, (Mapping, list)) and not value
+
+
+def _absent(value: Any) -> bool:
+    return value is None or is_empty(value)
 
 
 def _list_equal(declared: list[Any], live: list[Any], field: str | None, whole: bool) -> bool:
@@ -277,15 +293,12 @@ def canonical(value: Any, *, field: str | None = None) -> Any:
     """A JSON-able form in which equal values are identical (for hashing).
 
     Numbers and quantity strings become an int, or an exact decimal string
-    when not whole; mappings drop null values (dump them with sorted keys);
+    when not whole; mappings drop null and empty values (dump them with sorted keys);
     merge-keyed lists are sorted by their key.
     """
     if isinstance(value, Mapping):
-        return {
-            str(key): canonical(item, field=str(key))
-            for key, item in value.items()
-            if item is not None
-        }
+        members = {str(key): canonical(item, field=str(key)) for key, item in value.items()}
+        return {key: item for key, item in members.items() if not _absent(item)}
     if isinstance(value, list):
         items = [canonical(item) for item in value]
         key = merge_key(field, value)
