@@ -265,3 +265,20 @@ async def test_unreachable_server_raises_transport_error(cluster: Any, tmp_path:
         with pytest.raises(kube.TransportError) as caught:
             await down.get(CONFIGMAPS, namespace="default", name="x")
     assert caught.value.status == 0
+
+
+async def test_list_pages_yields_each_page(api: kube.Kube, namespace: str) -> None:
+    """list_pages hands over pages of page_size as they arrive, all with one resourceVersion."""
+    for index in range(5):
+        await api.create(CONFIGMAPS, body=configmap(namespace, f"p-{index}"))
+    pages = [
+        (len(items), version)
+        async for items, version in api.list_pages(
+            CONFIGMAPS,
+            namespace=namespace,
+            field_selector="metadata.name!=kube-root-ca.crt",
+            page_size=2,
+        )
+    ]
+    assert [size for size, _ in pages] == [2, 2, 1]
+    assert len({version for _, version in pages}) == 1

@@ -20,9 +20,9 @@ CONFIGMAPS = kube.Resource("", "v1", "ConfigMap", "configmaps", namespaced=True)
 def new_manager(
     api: kube.Kube, on_event: Callable[[watches.WatchEvent], Awaitable[None]], **options: Any
 ) -> watches.WatchManager:
-    """A WatchManager with short retry delays."""
+    """A WatchManager with short retry delays and LIST pages of 2 (to exercise paging)."""
     return watches.WatchManager(
-        api, on_event=on_event, backoff_initial=0.05, backoff_max=0.5, **options
+        api, on_event=on_event, backoff_initial=0.05, backoff_max=0.5, list_page_size=2, **options
     )
 
 
@@ -147,11 +147,12 @@ async def test_list_then_watch_delivers_added_modified_deleted(
     api: kube.Kube, manager: watches.WatchManager, recorder: Recorder, namespace: str
 ) -> None:
     """Objects present before the watch come as ADDED, then changes and deletions follow."""
-    await api.create(CONFIGMAPS, body=configmap(namespace, "before"))
+    for name in ("before", "before-2", "before-3"):
+        await api.create(CONFIGMAPS, body=configmap(namespace, name))
     key = watches.WatchKey("v1", "ConfigMap", namespace)
     await manager.ensure(key)
     await asyncio.wait_for(manager.wait_synced(key), 60)
-    assert "before" in recorder.names("ADDED")
+    assert {"before", "before-2", "before-3"} <= set(recorder.names("ADDED"))
     await api.create(CONFIGMAPS, body=configmap(namespace, "after"))
     await set_value(api, namespace, "before", "1")
     await api.delete(CONFIGMAPS, namespace=namespace, name="after")

@@ -32,7 +32,7 @@ import logging
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -346,44 +346,57 @@ class Kube:
         a cluster-scoped kind).
         """
         while True:
+            items: _Items = []
+            resource_version = ""
             try:
-                return await self._list_pages(
+                async for page, page_version in self.list_pages(
                     resource,
                     namespace=namespace,
                     label_selector=label_selector,
                     field_selector=field_selector,
                     page_size=page_size,
-                )
+                ):
+                    items.extend(page)
+                    resource_version = page_version
             except Gone:
                 logger.info("List continue token expired, listing again: %s", resource.plural)
+                continue
+            return items, resource_version
 
-    async def _list_pages(
+    async def list_pages(
         self,
         resource: Resource,
         *,
-        namespace: str | None,
-        label_selector: str | None,
-        field_selector: str | None,
-        page_size: int,
-    ) -> tuple[_Items, str]:
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> AsyncIterator[tuple[_Items, str]]:
+        """The pages of a list, each with the list's resourceVersion, as they arrive.
+
+        For big lists that should not sit in memory whole. Items carry
+        `apiVersion` and `kind`. Raises Gone when the continue token expires
+        between pages: the caller starts again (pages already yielded will
+        come again).
+        """
         query: _Query = [("limit", str(page_size))]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if field_selector:
             query.append(("fieldSelector", field_selector))
-        items: _Items = []
         token = ""
         while True:
             page_query = [*query, ("continue", token)] if token else query
             page = await self._json("GET", resource.path(namespace=namespace), query=page_query)
-            for item in page.get("items") or []:
+            items: _Items = page.get("items") or []
+            for item in items:
                 item["apiVersion"] = resource.api_version
                 item["kind"] = resource.kind
-                items.append(item)
             metadata = page.get("metadata", {})
             token = metadata.get("continue") or ""
+            yield items, str(metadata.get("resourceVersion", ""))
             if not token:
-                return items, str(metadata.get("resourceVersion", ""))
+                return
 
     # ------------------------------------------------------------------ writes
 

@@ -43,6 +43,7 @@ import dataclasses
 import json
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, NamedTuple
@@ -84,7 +85,7 @@ class WatchEvent:
     key: WatchKey
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Known:
     """The little kept per object: enough to notice a change or a deletion on a relist."""
 
@@ -117,8 +118,8 @@ class WatchManager:
     `watch_timeout_seconds` (server-side timeout of one WATCH request; the
     watch then resumes from its last resourceVersion), `resync_seconds`
     (None: never), `backoff_initial`/`backoff_factor`/`backoff_max` for
-    retries after errors. Call `close()` (or use `async with`) to stop every
-    task.
+    retries after errors, `list_page_size` for LIST pages. Call `close()`
+    (or use `async with`) to stop every task.
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class WatchManager:
         backoff_initial: float = 0.5,
         backoff_factor: float = 2.0,
         backoff_max: float = 30.0,
+        list_page_size: int = kube_.LIST_PAGE_SIZE,
     ) -> None:
         self._kube = kube
         self._on_event = on_event
@@ -139,6 +141,7 @@ class WatchManager:
         self._resync = resync_seconds
         self._watch_timeout = watch_timeout_seconds
         self._backoff = (backoff_initial, backoff_factor, backoff_max)
+        self._page_size = list_page_size
         self._watches: dict[WatchKey, _Watch] = {}
         self._objects = 0
         self._closed = False
@@ -284,36 +287,43 @@ class WatchManager:
         return delay * random.uniform(0.5, 1.0)
 
     async def _relist(self, watch: _Watch, resource: kube_.Resource) -> None:
+        """LIST page by page, delivering what is new or changed; then what vanished.
+
+        Pages are delivered as they arrive so a big list never sits in memory
+        whole. If the continue token expires (Gone), the caller lists again
+        and objects already delivered from this list come again.
+        """
         key = watch.key
         resync, watch.resync_due = watch.resync_due, False
-        items, resource_version = await self._kube.list(
+        previous: dict[str, _Known] = watch.known
+        current: dict[str, _Known] = {}
+        resource_version = ""
+        pages = self._kube.list_pages(
             resource,
             namespace=key.namespace if resource.namespaced else None,
             label_selector=key.label_selector,
             field_selector=_field_selector(key),
+            page_size=self._page_size,
         )
-        previous, current = watch.known, {}
-        changes: list[tuple[EventType, dict[str, Any]]] = []
-        for item in items:
-            metadata = item.get("metadata", {})
-            uid = metadata.get("uid", "")
-            current[uid] = _known(metadata)
-            before = previous.get(uid)
-            if before is None:
-                changes.append(("ADDED", item))
-            elif resync or before.resource_version != current[uid].resource_version:
-                changes.append(("MODIFIED", item))
-        for uid, gone in previous.items():
-            if uid not in current:
-                changes.append(("DELETED", _stub(resource, uid, gone)))
-        del items
+        async for page, page_version in pages:
+            resource_version = page_version
+            for item in page:
+                metadata = item.get("metadata", {})
+                uid = metadata.get("uid", "")
+                current[uid] = _known(metadata)
+                before = previous.get(uid)
+                if before is None:
+                    await self._deliver(watch, "ADDED", item)
+                elif resync or before.resource_version != current[uid].resource_version:
+                    await self._deliver(watch, "MODIFIED", item)
+        vanished = [(uid, gone) for uid, gone in previous.items() if uid not in current]
         self._count(len(current) - len(previous))
         watch.known = current
         watch.resource_version = resource_version
         watch.listed_at = time.monotonic()
         watch.relists += 1
-        for event_type, obj in changes:
-            await self._deliver(watch, event_type, obj)
+        for uid, gone in vanished:
+            await self._deliver(watch, "DELETED", _stub(resource, uid, gone))
         watch.synced.set()
 
     async def _stream(self, watch: _Watch, resource: kube_.Resource) -> None:
@@ -393,8 +403,9 @@ def _field_selector(key: WatchKey) -> str | None:
 
 
 def _known(metadata: dict[str, Any]) -> _Known:
+    namespace = metadata.get("namespace")
     return _Known(
-        namespace=metadata.get("namespace"),
+        namespace=sys.intern(namespace) if namespace else None,
         name=metadata.get("name", ""),
         resource_version=metadata.get("resourceVersion", ""),
     )
