@@ -37,10 +37,11 @@ def objects(path: pathlib.Path) -> list[dict[str, Any]]:
 
 
 def protected(obj: dict[str, Any]) -> tuple[diff.ProtectedField, ...]:
-    """Every leaf, plus whole sub-objects: metadata, spec, labels (whole) and the pod spec."""
+    """Every leaf, plus sub-objects: metadata, spec (also whole), labels (whole), the pod spec."""
     extra = [diff.ProtectedField("metadata", obj.get("metadata"))]
     if isinstance(obj.get("spec"), dict):
         extra.append(diff.ProtectedField("spec", obj["spec"]))
+        extra.append(diff.ProtectedField("spec", obj["spec"], whole=True))
     labels = (obj.get("metadata") or {}).get("labels")
     if labels:
         extra.append(diff.ProtectedField("metadata.labels", labels, whole=True))

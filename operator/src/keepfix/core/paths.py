@@ -24,6 +24,7 @@ never mutate their input.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -150,8 +151,13 @@ _POINTER_INDEX: Final = re.compile(r"0|[1-9][0-9]*")
 # --- parsing -----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def parse(text: str) -> Path:
-    """Parse a path; raise PathError naming the column of the first mistake."""
+    """Parse a path; raise PathError naming the column of the first mistake.
+
+    Paths are few and read often (every object, every field), so parsed
+    paths are cached; ``Path`` is immutable, so sharing is safe.
+    """
     if text == "":
         raise PathError("empty path", text=text, column=1)
     if text.startswith("/"):
