@@ -110,7 +110,14 @@ def _pydantic_error(error: Mapping[str, Any]) -> str:
     where = location(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
+    # A model validator on `spec` says `fields[0].value: ...`: name the field in full.
+    inner = _FIELD_MESSAGE.match(message)
+    if where and inner and not inner[1].startswith(where):
+        return f"{where}.{inner[1]}: {inner[2]}"
     return f"{where}: {message}" if where else message
+
+
+_FIELD_MESSAGE = re.compile(r"^([A-Za-z]\w*(?:\[\d+\]|\.[A-Za-z]\w*)*): (.+)$", re.DOTALL)
 
 
 def location(loc: Iterable[int | str]) -> str:
