@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -54,11 +55,14 @@ def dry_run(cluster: Cluster, obj: dict[str, Any], namespace: str) -> dict[str, 
     return result
 
 
-def columns(cluster: Cluster, *args: str) -> tuple[list[str], list[list[str]]]:
-    """`kubectl get` output split into a header and rows (on runs of two or more spaces)."""
-    lines = cluster.kubectl("get", *args).stdout.strip().splitlines()
-    split = [[cell for cell in line.split("  ") if cell.strip()] for line in lines]
-    return [c.strip() for c in split[0]], [[c.strip() for c in row] for row in split[1:]]
+def columns(cluster: Cluster, *args: str) -> tuple[list[str], dict[str, list[str]]]:
+    """`kubectl get` output as its header and its rows by name, cut at the header's columns."""
+    header, *lines = cluster.kubectl("get", *args).stdout.rstrip().splitlines()
+    spans = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+    ends = [start for start, _ in spans[1:]] + [None]
+    cuts = list(zip(spans, ends, strict=True))
+    rows = [[line[start:end].strip() for (start, _), end in cuts] for line in lines]
+    return [name for _, name in spans], {row[0]: row[1:] for row in rows}
 
 
 def example_documents() -> list[dict[str, Any]]:
@@ -209,6 +213,13 @@ def test_conditions_are_validated_as_metav1_conditions(
     assert "status.conditions[1]" in duplicate.stderr
 
 
+def test_status_is_a_subresource(cluster: Cluster, crds: list[str], namespace: str) -> None:
+    """A status sent with the object is ignored: only the status subresource writes it."""
+    apply(cluster, {**_mitigation(), "status": {"phase": "Watching", "drifts": 9}}, "-n", namespace)
+    stored = json.loads(cluster.kubectl("get", "mit", "free", "-n", namespace, "-o", "json").stdout)
+    assert "status" not in stored
+
+
 def test_kubectl_explain_prints_the_model_descriptions(cluster: Cluster, crds: list[str]) -> None:
     """kubectl explain shows the descriptions written in keepfix.api.models."""
     target = _explain(cluster, "mitigation.spec.target")
@@ -237,10 +248,13 @@ def test_printer_columns_of_mitigations(cluster: Cluster, examples: list[dict[st
     )  # fmt: skip
     header, rows = columns(cluster, "mit", "-n", "shop")
     assert header == [
-        "NAME", "KIND", "TARGET", "ACTION", "ADMISSION", "PHASE", "DRIFTS", "REGRESSIONS", "AGE",
+        "NAME", "KIND", "TARGET", "SELECTOR", "ACTION", "ADMISSION", "PHASE", "DRIFTS",
+        "REGRESSIONS", "AGE",
     ]  # fmt: skip
-    row = next(r for r in rows if r[0] == "web-memory-fix")
-    assert row[1:8] == ["Deployment", "web", "Rollback", "Deny", "Drifted", "2", "1"]
+    assert rows["web-memory-fix"][:8] == [
+        "Deployment", "web", "", "Rollback", "Deny", "Drifted", "2", "1",
+    ]  # fmt: skip
+    assert rows["backend-grace-period"][:4] == ["Deployment", "", '{"tier":"backend"}', "Rollback"]
 
 
 def test_printer_columns_of_guardrails_and_routes(
@@ -249,13 +263,11 @@ def test_printer_columns_of_guardrails_and_routes(
     """kubectl get gr / ar show enforcement, remediation, violations; teams, min severity."""
     header, rows = columns(cluster, "gr")
     assert header == ["NAME", "ENFORCEMENT", "REMEDIATION", "VIOLATIONS", "PREVENTED", "AGE"]
-    assert next(r for r in rows if r[0] == "no-privileged")[1:3] == ["Deny", "None"]
+    assert rows["no-privileged"][:2] == ["Deny", "None"]
+    assert rows["shop-floors"][:2] == ["Audit", "None"]
     header, rows = columns(cluster, "ar")
     assert header == ["NAME", "TEAMS", "MIN SEVERITY", "AGE"]
-    assert next(r for r in rows if r[0] == "shop-oncall")[1:3] == [
-        '["shop-sre","checkout"]',
-        "High",
-    ]
+    assert rows["shop-oncall"][:2] == ['["shop-sre","checkout"]', "High"]
 
 
 def test_printer_columns_of_regressions(cluster: Cluster, crds: list[str], namespace: str) -> None:
@@ -285,8 +297,8 @@ def test_printer_columns_of_regressions(cluster: Cluster, crds: list[str], names
     assert header == [
         "NAME", "SEVERITY", "STATE", "KIND", "TARGET", "OCCURRENCES", "INCIDENT", "AGE",
     ]  # fmt: skip
-    assert rows[0][:7] == [
-        "web-memory-fix-1a2b3c", "Critical", "Open", "Deployment", "web", "2", "INC-1234",
+    assert rows["web-memory-fix-1a2b3c"][:6] == [
+        "Critical", "Open", "Deployment", "web", "2", "INC-1234",
     ]  # fmt: skip
     listed = cluster.kubectl("get", "keepfix", "-n", namespace, "-o", "name").stdout.split()
     assert f"regression.{conventions.GROUP}/web-memory-fix-1a2b3c" in listed

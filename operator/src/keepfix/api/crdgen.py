@@ -61,7 +61,7 @@ COLUMNS: dict[str, list[Schema]] = {
     conventions.KIND_MITIGATION: [
         _column("Kind", ".spec.target.kind"),
         _column("Target", ".spec.target.name"),
-        _column("Selector", ".spec.target.selector.matchLabels", priority=1),
+        _column("Selector", ".spec.target.selector.matchLabels"),
         _column("Action", ".spec.action"),
         _column("Admission", ".spec.admission"),
         _column("Phase", ".status.phase"),
