@@ -321,7 +321,9 @@ def test_set_value_appends_item_for_selector_miss() -> None:
     out = paths.set_value({}, "ports[containerPort=8080].name", "http")
     assert out == {"ports": [{"containerPort": 8080, "name": "http"}]}
     out = paths.set_value({"c": []}, "c[name=x]", {"image": "i"})
-    assert out == {"c": [{"image": "i"}]}
+    assert out == {"c": [{"name": "x", "image": "i"}]}
+    out = paths.set_value({"c": [{"name": "x", "image": "a"}]}, "c[name=x]", {"image": "i"})
+    assert out == {"c": [{"name": "x", "image": "i"}]}
 
 
 def test_set_value_every_and_index_and_pointer() -> None:
@@ -351,6 +353,7 @@ def test_set_value_every_over_missing_list_is_a_conflict() -> None:
         ({"a": [1]}, "/a/3", "index 3 is out of range"),
         ({"kind": "Service"}, "podSpec.x", "a Service object has no pod spec"),
         ([], "podSpec.x", "a kindless object has no pod spec"),
+        ({"c": []}, "c[name=x]", "the item at [name=x] must be a mapping"),
     ],
 )
 def test_set_value_conflicts(obj: Any, path: str, reason: str) -> None:
@@ -358,6 +361,13 @@ def test_set_value_conflicts(obj: Any, path: str, reason: str) -> None:
     with pytest.raises(paths.PathConflict, match=re.escape(reason)) as caught:
         paths.set_value(obj, path, 1)
     assert caught.value.column is None
+
+
+def test_set_value_at_a_selector_keeps_the_key() -> None:
+    """A mapping written at [name=x] with another name contradicts the selector."""
+    with pytest.raises(paths.PathConflict, match="'y' contradicts the selector"):
+        paths.set_value({"c": []}, "c[name=x]", {"name": "y"})
+    assert paths.set_value({}, "c[port=80]", {"port": 80.0}) == {"c": [{"port": 80.0}]}
 
 
 def test_delete() -> None:
@@ -402,3 +412,37 @@ def test_path_error_without_column() -> None:
     error = paths.PathError("oops", text="a.b")
     assert str(error) == "bad path 'a.b': oops"
     assert str(paths.PathError("plain")) == "plain"
+
+
+_json_leaf = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.booleans())
+_json = st.recursive(
+    _json_leaf,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "name"]), children, max_size=3),
+    ),
+    max_leaves=10,
+)
+_writable_segment = st.one_of(
+    st.builds(Key, st.sampled_from(["a", "b", "c.d"])),
+    st.builds(Select, st.just("name"), st.sampled_from(["x", "y"])),
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["a", "b"]), _json, max_size=2),
+    st.lists(_writable_segment, min_size=1, max_size=4),
+    _json_leaf,
+)
+def test_set_then_get_then_delete(obj: dict[str, Any], segments: list[Any], value: Any) -> None:
+    """What set_value writes, get reads back and delete removes; the input never changes."""
+    path = Path((Key("root"), *segments))
+    before = copy.deepcopy(obj)
+    try:
+        written = paths.set_value(obj, path, value)
+    except paths.PathConflict:
+        return
+    assert obj == before
+    assert paths.get(written, path) == value
+    removed = paths.delete(written, path)
+    assert all(not match.present for match in paths.resolve(removed, path))

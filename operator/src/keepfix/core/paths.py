@@ -559,11 +559,27 @@ def _set(node: Any, rest: tuple[Segment, ...], value: Any, pointer_mode: bool, w
     for index in _list_targets(out_list, segment, whole):
         current = out_list[index] if index < len(out_list) else None
         updated = _set(current, tail, value, pointer_mode, whole)
+        if isinstance(segment, Select) and not tail:
+            updated = _with_identity(segment, updated, whole)
         if index < len(out_list):
             out_list[index] = updated
         else:
             out_list.append(updated)
     return out_list
+
+
+def _with_identity(selector: Select, item: Any, whole: Path) -> dict[str, Any]:
+    """An item written at ``[key=value]`` keeps that key, so the selector still finds it."""
+    if not isinstance(item, Mapping):
+        raise _conflict(
+            whole, f"the item at {_format_segment(selector, first=False)} must be a mapping"
+        )
+    if selector.key in item and scalar_text(item[selector.key]) != selector.value:
+        raise _conflict(
+            whole,
+            f"the item's {selector.key} {item[selector.key]!r} contradicts the selector",
+        )
+    return {selector.key: selector_value(selector), **item}
 
 
 def _list_targets(items: list[Any], segment: Segment, whole: Path) -> tuple[int, ...]:
