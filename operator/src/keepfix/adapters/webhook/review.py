@@ -120,10 +120,19 @@ def decide(
     policies: policy.PolicySet, request: Request, *, policy_kind: str | None = None
 ) -> Verdict:
     """The verdict on `request`, for findings of `policy_kind` (None: every kind)."""
-    findings = _findings(policies, request)
     if policy_kind is not None:
-        findings = tuple(f for f in findings if f.policy.kind == policy_kind)
-    return verdict(findings)
+        policies = only(policies, policy_kind)
+    return verdict(_own(_findings(policies, request), policy_kind))
+
+
+def only(policies: policy.PolicySet, policy_kind: str) -> policy.PolicySet:
+    """A PolicySet of only the Mitigations or only the Guardrails of `policies`."""
+    if policy_kind == conventions.KIND_MITIGATION:
+        buckets = (*policies.by_name.values(), *policies.by_selector.values())
+        mitigations = {id(m): m for bucket in buckets for m in bucket}
+        return policy.PolicySet.build(mitigations.values(), ())
+    ordered = {order: g for bucket in policies.guardrails.values() for order, g in bucket}
+    return policy.PolicySet.build((), (ordered[k] for k in sorted(ordered)))
 
 
 def verdict(findings: Sequence[policy.Finding]) -> Verdict:
@@ -191,12 +200,14 @@ class Reviewer:
         self._policies = policies
         self._on_prevented = on_prevented
         self._on_counted = on_counted
+        self._views: tuple[policy.PolicySet | None, dict[str, policy.PolicySet]] = (None, {})
 
     def __call__(self, webhook: str, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = _uid(body)
         try:
             request = decode(body)
-            result = decide(self._policies(), request, policy_kind=WEBHOOK_POLICY_KIND.get(webhook))
+            kind = WEBHOOK_POLICY_KIND.get(webhook)
+            result = verdict(_own(_findings(self.view(kind), request), kind))
         except Exception:
             logger.exception("Admission review failed, request allowed: uid=%s", uid)
             result = Verdict(
@@ -206,6 +217,28 @@ class Reviewer:
             return response(uid, result)
         self._count(request.kind, result, dry_run=request.dry_run)
         return response(uid, result)
+
+    def view(self, policy_kind: str | None) -> policy.PolicySet:
+        """The current policies of one kind, built once per PolicySet the registry swaps in.
+
+        The first review after a swap builds the views unless `warm` ran first
+        (the webhook's sync loop calls it when it sees a new set).
+        """
+        current = self._policies()
+        if policy_kind is None:
+            return current
+        source, views = self._views
+        if source is not current:
+            views = {}
+            self._views = (current, views)
+        if policy_kind not in views:
+            views[policy_kind] = only(current, policy_kind)
+        return views[policy_kind]
+
+    def warm(self) -> None:
+        """Build the per-webhook views of the current policies off the request path."""
+        for policy_kind in WEBHOOK_POLICY_KIND.values():
+            self.view(policy_kind)
 
     def _count(self, kind: str, result: Verdict, *, dry_run: bool) -> None:
         # Side effects only for real requests; the callbacks only enqueue.
@@ -219,6 +252,12 @@ class Reviewer:
                     self._on_prevented(ref)
         except Exception:
             logger.exception("Admission review counting failed")
+
+
+def _own(findings: Sequence[policy.Finding], policy_kind: str | None) -> Sequence[policy.Finding]:
+    if policy_kind is None:
+        return findings
+    return [f for f in findings if f.policy.kind == policy_kind]
 
 
 def _findings(policies: policy.PolicySet, request: Request) -> tuple[policy.Finding, ...]:

@@ -160,6 +160,7 @@ class Webhook:
             if now[0] is seen[0] and now[1] == seen[1] and not due:
                 continue
             try:
+                self.reviewer.warm()
                 await self.sync(force=due or now[1] != seen[1])
             except kube_mod.ApiError:
                 continue  # logged; the next tick retries
