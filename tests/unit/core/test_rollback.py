@@ -138,6 +138,39 @@ def test_missing_port_item_is_created_with_an_integer_key() -> None:
     ]
 
 
+def test_items_sharing_a_key_are_matched_one_to_one() -> None:
+    """Port 53 over TCP and UDP: the most alike live item is fixed, its twin is left alone."""
+    live = {
+        "kind": "Pod",
+        "spec": {
+            "containers": [
+                {
+                    "name": "dns",
+                    "ports": [
+                        {"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"},
+                        {"containerPort": 53, "protocol": "UDP", "name": "other"},
+                    ],
+                }
+            ]
+        },
+    }
+    stable = [
+        {"containerPort": 53, "protocol": "UDP", "name": "dns"},
+        {"containerPort": 53, "protocol": "TCP", "name": "dns-tcp"},
+    ]
+    field = diff.ProtectedField("podSpec.containers[name=dns].ports", stable)
+    planned = _plan([field], live)
+    ports = "/spec/containers/0/ports"
+    assert planned.patch[1:] == (
+        {"op": "test", "path": f"{ports}/1/containerPort", "value": 53},
+        {"op": "test", "path": f"{ports}/1/name", "value": "other"},
+        {"op": "replace", "path": f"{ports}/1/name", "value": "dns"},
+    )
+    restored = jsonpatch.apply_patch(live, list(planned.patch))
+    assert diff.diff([field], restored) == ()
+    assert len(restored["spec"]["containers"][0]["ports"]) == 2
+
+
 def test_whole_merge_keyed_list_is_replaced_whole() -> None:
     """A captured (whole) container list with an extra live item is replaced whole."""
     live = _live()

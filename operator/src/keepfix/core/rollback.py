@@ -215,25 +215,39 @@ def _mapping_ops(
 def _keyed_list_ops(
     tokens: list[str], expected: list[Any], actual: list[Any], key: str, mode: _Mode
 ) -> list[_Op]:
+    """Put back declared items by key; each live item answers for one declared item.
+
+    Where several live items share a key (port 53 over TCP and UDP), an equal
+    one is taken first, else the most alike, so one item is never rewritten
+    into another's twin.
+    """
     ops: list[_Op] = []
+    claimed: set[int] = set()
     for want in expected:
         candidates = [
             index
             for index, item in enumerate(actual)
-            if isinstance(item, Mapping)
+            if index not in claimed
+            and isinstance(item, Mapping)
             and key in item
             and values.scalar_equal(want[key], item[key])
         ]
-        if any(values.equal(want, actual[index], whole=mode.whole) for index in candidates):
-            continue
         if not candidates:
             ops.append(_op("add", [*tokens, "-"], _pruned(want)))
             continue
-        index = candidates[0]
+        index = max(candidates, key=lambda i: _likeness(want, actual[i]))
+        claimed.add(index)
         item_tokens = [*tokens, str(index)]
-        ops.append(_test([*item_tokens, _escape(key)], actual[index][key]))
-        ops.extend(_leaf_ops(item_tokens, want, actual[index], None, mode))
+        item_ops = _leaf_ops(item_tokens, want, actual[index], None, mode)
+        if item_ops:
+            ops.append(_test([*item_tokens, _escape(key)], actual[index][key]))
+            ops.extend(item_ops)
     return ops
+
+
+def _likeness(want: Mapping[str, Any], item: Mapping[str, Any]) -> tuple[bool, int]:
+    same = sum(1 for name, value in want.items() if values.equal(value, item.get(name)))
+    return values.equal(want, item), same
 
 
 def _test(tokens: list[str], value: Any) -> _Op:
