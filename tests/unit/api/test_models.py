@@ -6,11 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import jsonschema
 import pydantic
 import pytest
 import yaml
+from hypothesis import strategies as st
 
-from keepfix.api import conventions, models
+from keepfix.api import conventions, crdgen, models
 
 MALFORMED = yaml.safe_load(
     (Path(__file__).parents[1] / "data" / "api" / "malformed.yaml").read_text(encoding="utf-8")
@@ -233,3 +236,48 @@ def test_a_regression_with_status_parses() -> None:
         },
     }
     assert models.Regression.model_validate(doc).to_wire() == doc
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+MITIGATION_SCHEMA = crdgen.openapi_schema(models.Mitigation)
+
+
+@hypothesis.settings(deadline=None, max_examples=50)
+@hypothesis.given(value=JSON, known_bad=st.lists(JSON, max_size=3))
+def test_any_json_value_round_trips_and_fits_the_crd(value: Any, known_bad: list[Any]) -> None:
+    """A protected field's value and knownBad may be any JSON, null included."""
+    doc = mitigation(fields=[{"path": "spec.x", "value": value, "knownBad": known_bad}])
+    assert models.Mitigation.model_validate(doc).to_wire() == doc
+    jsonschema.validate(doc, MITIGATION_SCHEMA)
+
+
+def test_cel_messages_name_the_field() -> None:
+    """Every CEL rule in the CRDs carries a message that starts with the field path."""
+    rules = [
+        rule
+        for kind in models.KINDS
+        for node in _nodes(crdgen.openapi_schema(kind))
+        for rule in node.get("x-kubernetes-validations", [])
+    ]
+    assert {r["message"] for r in rules} == {
+        models.MSG_TARGET,
+        models.MSG_URL,
+        models.MSG_URL_SECRET,
+    }
+    assert all(r["message"].startswith("spec.") for r in rules)
+
+
+def _nodes(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
