@@ -92,10 +92,12 @@ def _local(factory: pytest.TempPathFactory, mp: pytest.MonkeyPatch) -> Iterator[
     except localcluster.MissingBinariesError as e:
         pytest.fail(str(e), pytrace=False)
     timeout = float(os.environ.get("KEEPFIX_TEST_CLUSTER_TIMEOUT", "180"))
-    with local:
-        local.start(timeout=timeout)
+    local.start(timeout=timeout)
+    try:
         mp.setenv("KUBECONFIG", str(local.kubeconfig))
         yield Cluster("local", local.kubeconfig, bin_dir, local)
+    finally:
+        local.stop()
 
 
 def _kind(mp: pytest.MonkeyPatch) -> Iterator[Cluster]:

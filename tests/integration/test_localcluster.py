@@ -258,3 +258,10 @@ def test_crds_fixture_establishes_every_crd_in_the_repository(
     )
     assert established.stdout.split() == ["True"] * len(crds)
     assert len(crds) >= 4
+
+
+def test_start_on_a_running_cluster_keeps_it(cluster: Any, local_only: None) -> None:
+    """start() again on the object that runs the cluster neither restarts nor moves it."""
+    before = (live_pids(cluster.local.dir), cluster.local.server)
+    cluster.local.start()
+    assert (live_pids(cluster.local.dir), cluster.local.server) == before

@@ -146,7 +146,13 @@ class LocalCluster:
     # -- lifecycle ----------------------------------------------------------
 
     def start(self, timeout: float = 120.0) -> LocalCluster:
-        """Stop leftovers recorded in DIR, then start afresh and wait until ready."""
+        """Stop leftovers recorded in DIR, then start afresh and wait until ready.
+
+        Does nothing when this object already runs the cluster, so
+        `with LocalCluster(d) as c: c.start(timeout=...)` starts once.
+        """
+        if self._procs and all(p.exit_code() is None for p in self._procs):
+            return self
         self.dir.mkdir(parents=True, exist_ok=True)
         bins = self.binaries
         with self._locked():
