@@ -296,6 +296,18 @@ def test_a_manifest_that_is_not_an_object_is_bad_input(repo: pathlib.Path) -> No
     assert "(document 2)" in r.err
 
 
+def test_a_policy_document_that_is_not_a_mapping_is_bad_input(repo: pathlib.Path) -> None:
+    """A YAML list where a Mitigation should be."""
+    r = bad_input(repo, policies="- a\n- b\n")
+    assert "(document 1): expected a keepfix Mitigation or Guardrail, found a YAML list" in r.err
+
+
+def test_a_list_item_that_is_not_an_object_is_bad_input(repo: pathlib.Path) -> None:
+    """Items of a v1 List are checked like documents, and named by index."""
+    r = bad_input(repo, manifests="apiVersion: v1\nkind: List\nitems: [42]\n")
+    assert "(document 1): items[0]: not a Kubernetes object" in r.err
+
+
 def test_a_missing_path_is_bad_input(repo: pathlib.Path) -> None:
     """A PATH that does not exist is named."""
     r = run_gate([str(repo / "policies")], [str(repo / "nope.yaml")])

@@ -34,11 +34,6 @@ class Document:
     line: int
     body: Any
 
-    @property
-    def where(self) -> str:
-        """`file:doc`, as the gate's JSON `source` field."""
-        return f"{self.source}:{self.index}"
-
 
 @dataclass(frozen=True)
 class Problem:

@@ -1,0 +1,1 @@
+"""keepfix benchmarks: `python -m bench [NAME...]`; results go to docs/performance.md."""
