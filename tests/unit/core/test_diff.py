@@ -64,6 +64,8 @@ def test_golden_rollback(name: str) -> None:
     fields, live, expected = load_case(name)
     planned = rollback.plan(diff.diff(fields, live), live)
     assert list(planned.patch) == expected["patch"]
+    if "applyBody" in expected:
+        assert planned.apply_body == expected["applyBody"]
     restored = jsonpatch.apply_patch(live, list(planned.patch))
     assert diff.diff(fields, restored) == ()
 
