@@ -520,7 +520,8 @@ class GuardrailSpec(_Spec):
     rules: list[Rule] = pydantic.Field(
         min_length=1,
         max_length=MAX_RULES,
-        description="The rules; every one must hold.",
+        description="The rules; every one must hold. Each has a unique name, a path and "
+        "exactly one constraint: equals, notIn, matches, notMatches, atLeast, atMost or present.",
         json_schema_extra=_map_list("name"),
     )
     enforcement: Enforcement = pydantic.Field(
