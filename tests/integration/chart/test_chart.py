@@ -222,9 +222,7 @@ def release(chart_cluster: Any) -> Iterator[str]:
 
 
 def webhook_ca(cluster: Any, ns: str) -> bytes:
-    out = cluster.kubectl(
-        "get", "secret", "kf-keepfix-webhook-tls", "-n", ns, "-o", "json"
-    ).stdout
+    out = cluster.kubectl("get", "secret", "kf-keepfix-webhook-tls", "-n", ns, "-o", "json").stdout
     return base64.b64decode(json.loads(out)["data"]["ca.crt"])
 
 
