@@ -322,23 +322,23 @@ def gate_run(root: pathlib.Path) -> int:
     return code
 
 
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def measure(sizes: Sizes, repeat: int) -> Row:
+    """Best of `repeat` for each, parse and gate alternating so load on the machine hits both."""
     with tempfile.TemporaryDirectory(prefix="keepfix-bench-") as tmp:
         root = pathlib.Path(tmp)
         generate(root, sizes)
         code = gate_run(root)  # warm-up: imports, caches
-        parse_s = best(lambda: parse_only(root), repeat)
-        gate_s = best(lambda: gate_run(root), repeat)
-    return Row(sizes, parse_s, gate_s, code)
+        parse_times, gate_times = [], []
+        for _ in range(repeat):
+            parse_times.append(timed(lambda: parse_only(root)))
+            gate_times.append(timed(lambda: gate_run(root)))
+    return Row(sizes, min(parse_times), min(gate_times), code)
 
 
 SERIES = (

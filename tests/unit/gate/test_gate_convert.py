@@ -105,7 +105,7 @@ def test_a_selector_target_becomes_a_match_on_kind_namespace_and_labels() -> Non
     m = convert.mitigation(obj)
     assert m.target_name is None
     assert m.selector is not None
-    cm = {
+    cm: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"namespace": "shop", "labels": {"app": "web", "tier": "x"}},
