@@ -109,10 +109,13 @@ def test_stop_works_from_another_instance_and_is_idempotent(tmp_path: Path) -> N
     assert localcluster.LocalCluster(tmp_path / "never-made").stop() == []
 
 
-def test_no_server_before_a_start(tmp_path: Path) -> None:
-    """Asking for the server of a folder that never ran a cluster says so."""
+def test_no_server_and_no_minting_before_a_start(tmp_path: Path) -> None:
+    """Asking a folder that never ran a cluster for its server or a kubeconfig says so."""
+    cluster = localcluster.LocalCluster(tmp_path)
     with pytest.raises(localcluster.LocalClusterError, match="No cluster has been started"):
-        _ = localcluster.LocalCluster(tmp_path).server
+        _ = cluster.server
+    with pytest.raises(localcluster.LocalClusterError, match="No cluster has been started"):
+        cluster.mint_kubeconfig("jane")
 
 
 def test_missing_binaries_fail_before_anything_starts(tmp_path: Path, isolated: None) -> None:

@@ -134,12 +134,13 @@ class LocalCluster:
         A ServiceAccount is user `system:serviceaccount:NS:NAME` in groups
         `system:serviceaccounts` and `system:serviceaccounts:NS`.
         """
+        server = self.server
         client_ca = pki.KeyPair.read(self._pki / "client-ca.crt", self._pki / "client-ca.key")
         cert = pki.new_client_cert(client_ca, user, groups, now=_now())
         if path is None:
             path = self.dir / "users" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', user)}.kubeconfig"
         text = kubeconfig.render(
-            server=self.server, ca_pem=(self._pki / "serving-ca.crt").read_bytes(), client=cert
+            server=server, ca_pem=(self._pki / "serving-ca.crt").read_bytes(), client=cert
         )
         return kubeconfig.write(path, text)
 
