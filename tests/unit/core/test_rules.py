@@ -794,3 +794,71 @@ def test_bounds_order_quantities(a: int, b: int, unit: str) -> None:
     obj = thing({"field": f"{a}{unit}"})
     assert bool(rules.evaluate([rule({"atLeast": f"{b}{unit}"})], obj)) is (a < b)
     assert bool(rules.evaluate([rule({"atMost": f"{b}{unit}"})], obj)) is (a > b)
+
+
+PATH_SHAPES = [
+    "spec.items[*].f",
+    "spec.items[name=a].f",
+    "spec.items[0].f",
+    "spec.items[*].sub[*].f",
+    "spec.f",
+    "spec",
+    "/spec/items/0/f",
+    "/spec/items/x",
+    "spec.f.deeper",
+    "podSpec.containers[*].image",
+    'spec["f"]',
+]
+named_items = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b"])}, optional={"f": field_values}
+)
+item_values = st.one_of(
+    named_items,
+    named_items,
+    st.fixed_dictionaries({"f": field_values}),
+    st.fixed_dictionaries(
+        {}, optional={"sub": st.lists(st.dictionaries(st.just("f"), field_values))}
+    ),
+    field_values,
+)
+item_lists = st.lists(item_values, min_size=1, max_size=4)
+spec_mappings = st.fixed_dictionaries(
+    {},
+    optional={
+        "items": st.one_of(item_lists, item_lists, item_lists, field_values),
+        "f": field_values,
+        "containers": st.lists(
+            st.fixed_dictionaries({"name": st.text(max_size=2)}, optional={"image": scalars}),
+            max_size=3,
+        ),
+    },
+)
+objects = st.fixed_dictionaries(
+    {"kind": st.sampled_from(["Thing", "Pod", "Deployment"])},
+    optional={"spec": st.one_of(spec_mappings, spec_mappings, spec_mappings, field_values)},
+)
+
+
+CONSTRAINT_SHAPES: list[dict[str, Any]] = [
+    {"equals": "512Mi"},
+    {"notIn": [True, "web", None]},
+    {"notMatches": "latest"},
+    {"matches": "^n"},
+    {"atLeast": "1.25"},
+    {"present": True},
+    {"present": False},
+]
+ALL_RULES = [
+    rule(c, path=p, optional=o)
+    for p in PATH_SHAPES
+    for c in CONSTRAINT_SHAPES
+    for o in (False, True)
+]
+
+
+@settings(max_examples=60)
+@given(objects)
+def test_fast_walk_agrees_with_full_resolution(obj: dict[str, Any]) -> None:
+    """Property: the quick holds-everywhere walk never hides a violation paths.resolve finds."""
+    for r in ALL_RULES:
+        assert rules._evaluate_rule(r, obj, fast=True) == rules._evaluate_rule(r, obj, fast=False)

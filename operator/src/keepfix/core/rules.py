@@ -41,7 +41,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TypeAlias
 
 from keepfix.core import paths, values
@@ -66,7 +66,7 @@ SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
 WILDCARD: Final = "*"
 _RULE_KEYS: Final = frozenset({"name", "path", "message", "optional", *CONSTRAINTS})
 _SECRET_DATA: Final = ("/data", "/stringData")
-_Failure: TypeAlias = "tuple[str, bool] | None"
+_POINTER_INDEX: Final = re.compile(r"0|[1-9][0-9]*")
 
 
 class RuleError(ValueError):
@@ -231,77 +231,83 @@ class Violation:
 
 def evaluate(rules: Iterable[Rule], obj: Mapping[str, Any]) -> tuple[Violation, ...]:
     """Every violation of `rules` in `obj`, in rule order then location order."""
-    secret = obj.get("kind") == "Secret"
     found: list[Violation] = []
     for rule in rules:
-        for location in paths.resolve(obj, rule.parsed):
-            violation = _check(rule, location, secret=secret)
-            if violation is not None:
-                found.append(violation)
+        found.extend(_evaluate_rule(rule, obj))
     return tuple(found)
 
 
-def _check(rule: Rule, location: paths.Match, *, secret: bool) -> Violation | None:
+def _evaluate_rule(rule: Rule, obj: Mapping[str, Any], *, fast: bool = True) -> list[Violation]:
+    # Most rules hold on most objects: a plain walk decides that without building the
+    # human path of every location; paths.resolve runs only when something breaks.
+    path = paths.expand_pod_spec(rule.parsed, str(obj.get("kind", "")))
+    if path is None:
+        return []
+    if fast and all(
+        _verdict(rule, value, found, field) is None for value, found, field in _walk(obj, path)
+    ):
+        return []
+    secret = obj.get("kind") == "Secret"
+    found: list[Violation] = []
+    for location in paths.resolve(obj, path):
+        verdict = _verdict(rule, location.value, location.present, _field_name(location))
+        if verdict is not None:
+            found.append(_violation(rule, location, verdict, secret=secret))
+    return found
+
+
+#: Why a value breaks a constraint: a kind (`absent`, `differs`, `known-bad`, `no-match`,
+#: `bad-match`, `set`, `below`, `above`, `no-order`) and a detail (the NotComparable text).
+_Verdict: TypeAlias = tuple[str, str]
+
+
+def _verdict(rule: Rule, value: Any, present: bool, field: str | None) -> _Verdict | None:
+    """None when the value at one location keeps the rule."""
     c = rule.constraint
-    if not _present(location):
-        absent_ok = c.op in ABSENT_SATISFIES or _wants_absent(c)
-        if absent_ok or rule.optional:
-            return None
-        return _violation(rule, location, _absent_reason(c), actual=None, known_bad=False)
-    hidden = secret and _is_secret_data(location)
-    actual = _redacted(location.value) if hidden else location.value
-    failure = _present_failure(c, location.value, _field_name(location), render(actual))
-    if failure is None:
-        return None
-    reason, known_bad = failure
-    return _violation(rule, location, reason, actual=actual, known_bad=known_bad)
+    if not present or value is None:
+        absent_ok = c.op in ABSENT_SATISFIES or _wants_absent(c) or rule.optional
+        return None if absent_ok else ("absent", "")
+    if c.op == "equals":
+        return None if values.equal(c.operand, value, field=field) else ("differs", "")
+    if c.op == "notIn":
+        bad = any(values.equal(b, value, field=field) for b in c.operand)
+        return ("known-bad", "") if bad else None
+    if c.op in ("matches", "notMatches"):
+        text = _text(value)
+        hit = text is not None and c.pattern.search(text) is not None
+        if c.op == "notMatches":
+            return ("bad-match", "") if hit else None
+        return None if hit else ("no-match", "")
+    if c.op == "present":
+        return None if c.operand else ("set", "")
+    try:
+        order = _order(value, c.operand, field)
+    except values.NotComparable as exc:
+        return "no-order", str(exc)
+    side = -1 if c.op == "atLeast" else 1
+    return None if order != side else ("below" if side < 0 else "above", "")
 
 
 def _wants_absent(c: Constraint) -> bool:
     return (c.op == "present" and c.operand is False) or (c.op == "equals" and c.operand is None)
 
 
-def _present(location: paths.Match) -> bool:
-    return location.present and location.value is not None
-
-
-def _present_failure(c: Constraint, value: Any, field: str | None, shown: str) -> _Failure:
-    """(reason, known_bad) when `value` breaks `c`, None when it holds."""
-    if c.op == "equals":
-        if values.equal(c.operand, value, field=field):
-            return None
-        return f"is {shown}, expected {render(c.operand)}", False
-    if c.op == "notIn":
-        bad = any(values.equal(b, value, field=field) for b in c.operand)
-        return (f"is {shown} (known-bad)", True) if bad else None
-    if c.op in ("matches", "notMatches"):
-        text = _text(value)
-        hit = text is not None and c.pattern.search(text) is not None
-        if c.op == "notMatches":
-            return (
-                (f"is {shown}, which matches the known-bad pattern /{c.operand}/", True)
-                if hit
-                else None
-            )
-        return None if hit else (f"is {shown}, which does not match /{c.operand}/", False)
-    if c.op == "present":
-        return None if c.operand else (f"is set to {shown}, must be absent", False)
-    return _bound_failure(c, value, field, shown)
-
-
-def _bound_failure(c: Constraint, value: Any, field: str | None, shown: str) -> _Failure:
-    word, side = ("minimum", -1) if c.op == "atLeast" else ("maximum", 1)
-    try:
-        order = _order(value, c.operand, field)
-    except values.NotComparable as exc:
-        return (
-            f"is {shown}, which cannot be compared with the {word} {render(c.operand)}: {exc}",
-            False,
-        )
-    if order != side:
-        return None
-    where = "below" if side < 0 else "above"
-    return f"is {shown}, {where} the {word} {render(c.operand)}", False
+def _reason(c: Constraint, verdict: _Verdict, shown: str) -> str:
+    kind, detail = verdict
+    operand = render(c.operand) if c.op != "notIn" else ""
+    bound = f"the {'minimum' if c.op == 'atLeast' else 'maximum'} {operand}"
+    reasons = {
+        "absent": _absent_reason(c),
+        "differs": f"is {shown}, expected {operand}",
+        "known-bad": f"is {shown} (known-bad)",
+        "no-match": f"is {shown}, which does not match /{c.operand}/",
+        "bad-match": f"is {shown}, which matches the known-bad pattern /{c.operand}/",
+        "set": f"is set to {shown}, must be absent",
+        "below": f"is {shown}, below {bound}",
+        "above": f"is {shown}, above {bound}",
+        "no-order": f"is {shown}, which cannot be compared with {bound}: {detail}",
+    }
+    return reasons[kind]
 
 
 def _order(value: Any, bound: Any, field: str | None) -> int:
@@ -326,9 +332,12 @@ def _absent_reason(c: Constraint) -> str:
     return f"is absent, expected {bound} {render(c.operand)}"
 
 
-def _violation(
-    rule: Rule, location: paths.Match, reason: str, *, actual: Any, known_bad: bool
-) -> Violation:
+def _violation(rule: Rule, location: paths.Match, verdict: _Verdict, *, secret: bool) -> Violation:
+    present = location.present and location.value is not None
+    actual = location.value if present else None
+    if present and secret and _is_secret_data(location):
+        actual = _redacted(actual)
+    reason = _reason(rule.constraint, verdict, render(actual))
     message = f"{location.path} {reason}"
     if rule.message:
         message += f": {rule.message}"
@@ -338,11 +347,59 @@ def _violation(
         pointer=location.pointer,
         expected=rule.constraint.to_dict(),
         actual=actual,
-        present=_present(location),
-        known_bad=known_bad,
+        present=present,
+        known_bad=verdict[0] in ("known-bad", "bad-match"),
         reason=reason,
         message=message,
     )
+
+
+def _walk(node: Any, path: paths.Path) -> Iterator[tuple[Any, bool, str | None]]:
+    """(value, present, field) at every location `paths.resolve` would give, cheaply."""
+    last = path.segments[-1] if path.segments else None
+    field = last.name if isinstance(last, paths.Key) else None
+    for value, present in _values(node, True, path.segments, path.pointer):
+        yield value, present, field
+
+
+def _values(
+    node: Any, present: bool, rest: tuple[paths.Segment, ...], pointer_mode: bool
+) -> Iterator[tuple[Any, bool]]:
+    if not rest:
+        yield node, present
+        return
+    segment, tail = rest[0], rest[1:]
+    if isinstance(segment, paths.Every):
+        if present and isinstance(node, list):
+            for item in node:
+                yield from _values(item, True, tail, pointer_mode)
+        return
+    if isinstance(segment, paths.Select):
+        hits = paths.select_indices(node, segment) if present else ()
+        for index in hits:
+            yield from _values(node[index], True, tail, pointer_mode)
+        if not hits:
+            yield from _values(None, False, tail, pointer_mode)
+        return
+    child, found = _child(node, present, segment, pointer_mode)
+    yield from _values(child, found, tail, pointer_mode)
+
+
+def _child(
+    node: Any, present: bool, segment: paths.Segment, pointer_mode: bool
+) -> tuple[Any, bool]:
+    if not present:
+        return None, False
+    if isinstance(segment, paths.Index):
+        found = isinstance(node, list) and segment.index < len(node)
+        return (node[segment.index] if found else None), found
+    assert isinstance(segment, paths.Key), "podSpec is expanded before walking"
+    if isinstance(node, Mapping):
+        return node.get(segment.name), segment.name in node
+    if pointer_mode and isinstance(node, list) and _POINTER_INDEX.fullmatch(segment.name):
+        index = int(segment.name)
+        return (node[index] if index < len(node) else None), index < len(node)
+    return None, False
 
 
 def _field_name(location: paths.Match) -> str | None:
@@ -496,8 +553,13 @@ def matches(match: Match, obj: Mapping[str, Any]) -> bool:
             return False
         if namespace in match.exclude_namespaces:
             return False
+    selector = match.selector
+    if not (selector.match_labels or selector.match_expressions):
+        return True
     labels = _mapping(metadata.get("labels"))
-    return match.selector.selects({str(k): paths.scalar_text(v) for k, v in labels.items()})
+    if not all(isinstance(v, str) for v in labels.values()):
+        labels = {str(k): paths.scalar_text(v) for k, v in labels.items()}
+    return selector.selects(labels)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
