@@ -9,6 +9,9 @@
 # Binaries that already exist win: KEEPFIX_K8S_BIN or KUBEBUILDER_ASSETS (the
 # envtest convention) naming a folder with them is used as it is.
 set -euo pipefail
+# One compound command: bash parses it whole before running any of it, so editing
+# this file while a (long) build runs cannot derail that build.
+{
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -152,3 +155,5 @@ ln -sf "$k8s_dir/kube-apiserver" "$k8s_dir/kube-controller-manager" "$k8s_dir/ku
 has_all "$bindir" || { log "build finished but $bindir is incomplete"; exit 1; }
 log "ready: $bindir"
 echo "$bindir"
+exit
+}
