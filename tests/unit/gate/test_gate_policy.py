@@ -200,6 +200,40 @@ def test_a_cluster_scoped_target_ignores_namespaces() -> None:
     assert policy.object_ref(role).namespace is None
 
 
+def test_a_cluster_scoped_custom_kind_matches_in_any_namespace() -> None:
+    """The webhook passes no namespace for a cluster-scoped object of a kind core cannot know."""
+    m = mitigation(
+        group="cert-manager.io",
+        kind="ClusterIssuer",
+        target="letsencrypt",
+        namespace="cert-manager",
+        fields=(("spec.acme.server", "https://acme-v02.api.letsencrypt.org/directory", ()),),
+    )
+    issuer = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "ClusterIssuer",
+        "metadata": {"name": "letsencrypt"},
+        "spec": {"acme": {"server": "https://acme-staging-v02.api.letsencrypt.org/directory"}},
+    }
+    (finding,) = evaluate(issuer, (m,), default_namespace="")
+    assert finding.policy.namespace == "cert-manager"
+    assert evaluate(issuer, (m,)) == (), "the gate's default namespace makes it a namespaced object"
+
+
+def test_a_selector_target_matches_cluster_scoped_objects_by_labels() -> None:
+    """Selector Mitigations are found for objects without a namespace too."""
+    m = mitigation(
+        group="", kind="Namespace", target=None, selector={"matchLabels": {"team": "shop"}}
+    )
+    ns = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"team": "shop"}},
+        "spec": {"replicas": 1},
+    }
+    assert evaluate(ns, (m,))
+
+
 def test_a_selector_target_applies_to_objects_whose_labels_match() -> None:
     """Selector Mitigations are indexed by kind and namespace, then matched on labels."""
     m = mitigation(target=None, selector={"matchLabels": {"tier": "web"}})
@@ -411,8 +445,11 @@ def test_build_counts_and_indexes_without_pairs() -> None:
         ),
     )
     assert (ps.mitigation_count, ps.guardrail_count) == (2, 2)
-    assert set(ps.by_name) == {("apps", "Deployment", "shop", "web")}
-    assert set(ps.by_selector) == {("apps", "Deployment", "shop")}
+    assert set(ps.by_name) == {
+        ("apps", "Deployment", "shop", "web"),
+        ("apps", "Deployment", "", "web"),
+    }
+    assert set(ps.by_selector) == {("apps", "Deployment", "shop"), ("apps", "Deployment", "")}
     assert set(ps.guardrails) == {("apps", "Deployment")}
     assert set(ps.scoped) == {
         ("apps", "Deployment", "*"),

@@ -27,11 +27,15 @@ edit of a legacy object is not refused.
 
 An object without a namespace is taken to be in `default_namespace`, as
 `kubectl apply` and `helm install` would put it, unless its kind is a known
-cluster-scoped kind.
+cluster-scoped kind (`CLUSTER_SCOPED`) or `default_namespace` is "" (what the
+webhook passes for a cluster-scoped request). An object with no namespace
+matches Mitigations on its group, kind and name in any namespace, since a
+Mitigation's target namespace means nothing for a cluster-scoped kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from collections.abc import Iterable, Mapping
@@ -216,12 +220,14 @@ class PolicySet:
         mitigation_count = 0
         for m in mitigations:
             mitigation_count += 1
+            # Also under namespace "": an object without one (a cluster-scoped kind that
+            # is not in CLUSTER_SCOPED) matches whatever namespace the Mitigation is in.
             namespace = _scoped_namespace(m.group, m.kind, m.namespace)
-            if m.target_name is not None:
-                name_key = (m.group, m.kind, namespace, m.target_name)
-                by_name.setdefault(name_key, []).append(m)
-            else:
-                by_selector.setdefault((m.group, m.kind, namespace), []).append(m)
+            for ns in dict.fromkeys((namespace, "")):
+                if m.target_name is not None:
+                    by_name.setdefault((m.group, m.kind, ns, m.target_name), []).append(m)
+                else:
+                    by_selector.setdefault((m.group, m.kind, ns), []).append(m)
         by_kind: dict[_GroupKind, list[tuple[int, GuardrailPolicy]]] = {}
         scoped: dict[_KindKey, list[tuple[int, GuardrailPolicy]]] = {}
         order = 0
@@ -391,7 +397,7 @@ def _violation_finding(g: GuardrailPolicy, v: rules.Violation) -> Finding:
 def _mark_preexisting(new: list[Finding], before: list[Finding]) -> list[Finding]:
     seen = {(f.policy, f.rule, f.path) for f in before}
     return [
-        Finding(**{**f.__dict__, "preexisting": True}) if (f.policy, f.rule, f.path) in seen else f
+        dataclasses.replace(f, preexisting=True) if (f.policy, f.rule, f.path) in seen else f
         for f in new
     ]
 
