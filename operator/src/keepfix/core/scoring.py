@@ -8,9 +8,11 @@ level, never above Critical (a Low becomes a Medium too).
 
 `signature` names a recurrence so that the same drift maps to the same
 Regression object: the sha256 of canonical JSON of the target kind and the
-sorted (path, actual value) pairs. Values go through `values.canonical`, so key
-order and quantity spelling (`512Mi` / `0.5Gi`) never change it, and an absent
-field is told apart from an explicit `null`.
+sorted (path, actual value) pairs. Paths are the concrete paths `core.diff`
+reports (list items by merge key, `containers[name=web]`), so reordering
+containers does not change it; values go through `values.canonical`, so key
+order and quantity spelling (`512Mi` / `0.5Gi`) do not either. An absent field
+is told apart from an explicit `null`.
 
 The kind is a group-qualified kind without the version, `apps/Deployment` or
 `Pod` for the core group (see `kind_key`), so an API version bump of the
