@@ -183,6 +183,18 @@ def test_manifest_without_namespace_uses_the_namespace_flag(repo: pathlib.Path) 
     assert json.loads(r.out)["violations"][0]["manifest"]["namespace"] == "shop"
 
 
+def test_an_empty_namespace_flag_matches_bare_manifests_in_any_namespace(
+    repo: pathlib.Path,
+) -> None:
+    """`--namespace ""`: checked as cluster-scoped objects, by kind and name only."""
+    bare = write(repo / "bare.yaml", deployment(replicas=1, namespace=None))
+    r = run_gate([str(repo / "policies")], [bare], namespace="", fmt="json")
+    assert r.code == 1
+    (violation,) = json.loads(r.out)["violations"]
+    assert violation["manifest"]["namespace"] is None
+    assert violation["policy"]["namespace"] == "shop"
+
+
 def test_keepfix_kinds_that_are_not_policies_are_skipped(repo: pathlib.Path) -> None:
     """AlertRoute and Regression in a policies folder are ignored without error."""
     write(

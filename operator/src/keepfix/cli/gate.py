@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--namespace",
         default="default",
-        help="the namespace of manifests that name none (default: default, as kubectl apply)",
+        help="the namespace of manifests that name none (default: default, as kubectl apply; "
+        '"" checks them as cluster-scoped objects)',
     )
     p.set_defaults(func=run)
 
