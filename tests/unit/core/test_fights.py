@@ -140,3 +140,20 @@ def test_fight_schedule_follows_backoff() -> None:
         state = fights.drifted(fights.rolled_back(state, now), now + 0.5)
         waits.append(state.retry_at - now)
     assert waits == [6, 18, 54, 162, 300, 300]
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=30, allow_nan=False), max_size=30),
+    st.integers(min_value=1, max_value=6),
+    st.floats(min_value=0.5, max_value=20, allow_nan=False),
+)
+def test_window_agrees_with_counting(gaps: list[float], limit: int, span: float) -> None:
+    """Property: after each drift, is_fighting iff `limit` drifts fell within the last `span`."""
+    window, now, seen = fights.FightWindow(), 0.0, []
+    for gap in gaps:
+        now += gap
+        seen.append(now)
+        window = fights.record(window, now, limit=limit, span=span)
+        recent = [t for t in seen if now - t < span]
+        assert fights.is_fighting(window, limit=limit) is (len(recent) >= limit)
+        assert window.timestamps == tuple(recent[-limit:])

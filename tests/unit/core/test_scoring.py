@@ -286,3 +286,15 @@ def test_signature_of_a_removed_field() -> None:
     assert not drift.present
     kind = "apps/Deployment"
     assert scoring.signature(kind, [drift]) != scoring.signature(kind, [D(MEMORY, None)])
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=6), st.booleans())
+def test_severity_properties(known_bad: list[bool], in_window: bool) -> None:
+    """Property: repeat adds at most one level, never lowers; Low only after the window."""
+    drifts = [D(f"spec.f{i}", i, known_bad=bad) for i, bad in enumerate(known_bad)]
+    first = scoring.severity(drifts, in_window=in_window, repeat=False)
+    again = scoring.severity(drifts, in_window=in_window, repeat=True)
+    assert first <= again <= min(first + 1, Severity.CRITICAL)
+    assert (first is Severity.LOW) is (not in_window)
+    if in_window:
+        assert scoring.severity(list(reversed(drifts)), in_window=True, repeat=False) is first
