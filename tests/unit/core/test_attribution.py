@@ -345,11 +345,12 @@ def test_pointer_must_start_with_slash() -> None:
 
 def test_root_pointer_and_odd_entries() -> None:
     """The root pointer is owned by any entry with fields; empty or non-FieldsV1 entries never."""
-    entries: list[dict[str, Any]] = [
+    entries: list[Any] = [
         {"manager": "a", "operation": "Update", "fieldsV1": {"f:spec": {}}},
         {"manager": "b", "operation": "Update", "fieldsV1": {}},
         {"manager": "c", "operation": "Update", "fieldsType": "FieldsV2", "fieldsV1": {"f:x": {}}},
         {"manager": "d", "operation": "Update"},
+        "not an entry",
     ]
     assert managers(attribution.attribute(entries, [""], live={})) == ["a"]
     assert attribution.attribute(None, [REPLICAS], live={}) == ()

@@ -80,7 +80,8 @@ def attribute(
     entries = [
         e
         for e in managed_fields or ()
-        if str(e.get("manager") or "") not in exclude
+        if isinstance(e, Mapping)
+        and str(e.get("manager") or "") not in exclude
         and e.get("fieldsType", "FieldsV1") == "FieldsV1"
         and isinstance(e.get("fieldsV1"), Mapping)
         and e["fieldsV1"]
