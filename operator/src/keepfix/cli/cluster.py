@@ -94,10 +94,13 @@ def run_up(args: argparse.Namespace) -> int:
     _say(f"Starting a local control plane in {cluster.dir}")
     began = time.monotonic()
     try:
-        cluster.start(timeout=args.timeout)
+        cluster.start(timeout=args.timeout, reuse=True)
     except (localcluster.MissingBinariesError, localcluster.LocalClusterError) as e:
         _say(f"Error: {e}")
         return 1
+    except KeyboardInterrupt:
+        _say("Interrupted; stopped what had been started")
+        return 130
     _say(f"Cluster is ready at {cluster.server} after {time.monotonic() - began:.1f}s")
     _say(f"Stop it with: keepfix cluster down --dir {shlex.quote(str(cluster.dir))}")
     print(_export("KUBECONFIG", cluster.kubeconfig))

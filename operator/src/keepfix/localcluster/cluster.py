@@ -146,17 +146,21 @@ class LocalCluster:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> LocalCluster:
+    def start(self, timeout: float = 120.0, *, reuse: bool = False) -> LocalCluster:
         """Stop leftovers recorded in DIR, then start afresh and wait until ready.
 
         Does nothing when this object already runs the cluster, so
-        `with LocalCluster(d) as c: c.start(timeout=...)` starts once.
+        `with LocalCluster(d) as c: c.start(timeout=...)` starts once. With
+        `reuse`, a healthy cluster that another process started in DIR is kept.
         """
         if self._procs and all(p.exit_code() is None for p in self._procs):
             return self
         self.dir.mkdir(parents=True, exist_ok=True)
         bins = self.binaries
         with self._locked():
+            # Checked under the lock: two `up`s racing on one DIR start one cluster.
+            if reuse and self.is_running():
+                return self
             stale = self._stop_recorded()
             if stale:
                 self._progress(f"Stopped leftovers recorded in {self.dir}: {', '.join(stale)}")
