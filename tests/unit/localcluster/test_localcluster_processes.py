@@ -19,11 +19,13 @@ def wait_for_text(path: Path) -> str:
 
 
 @pytest.fixture
-def spawned() -> Iterator[list[processes.Process]]:
+def spawned(tmp_path: Path) -> Iterator[list[processes.Process]]:
+    """Processes a test started; whatever is left of them is stopped afterwards."""
     made: list[processes.Process] = []
     yield made
     for proc in made:
-        processes.stop([processes.PidRecord(proc.name, proc.pid, None)], workdir=Path("/"))
+        record = processes.PidRecord(proc.name, proc.pid, None)
+        processes.stop([record], workdir=tmp_path / "cleanup")
         if proc.popen is not None:
             proc.popen.wait()
 
