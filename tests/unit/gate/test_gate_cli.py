@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import pathlib
@@ -342,6 +343,23 @@ def test_a_file_that_is_not_utf8_is_bad_input(repo: pathlib.Path) -> None:
     r = run_gate([str(repo / "policies")], [str(repo / "manifests")])
     assert r.code == 2
     assert "junk.yaml: not UTF-8 text" in r.err
+
+
+def test_in_process_callers_get_the_garbage_collector_back(repo: pathlib.Path) -> None:
+    """gate() pauses the cyclic GC while it runs and restores it, on success and on error."""
+    assert gc.isenabled()
+    assert run_gate([str(repo / "policies")], [str(repo / "manifests")]).code == 0
+    assert gc.isenabled()
+    with pytest.raises(KeyError):
+        gate.gate(
+            policies=[str(repo / "policies")],
+            manifests=[str(repo / "manifests")],
+            output_format="yaml",
+            stdin=io.StringIO(),
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+        )
+    assert gc.isenabled()
 
 
 # --- the real command ----------------------------------------------------------------------
