@@ -181,6 +181,34 @@ def test_a_manifest_without_namespace_is_in_the_default_namespace() -> None:
     assert evaluate(manifest, (mitigation(namespace="shop"),), default_namespace="shop")
 
 
+def test_secret_values_show_only_as_hashes() -> None:
+    """A reverted Secret key is reported by hash: CI logs and denials never carry the value."""
+    m = mitigation(
+        group="",
+        kind="Secret",
+        target="db",
+        fields=(("data.password", "bmV3", ()), ("type", "Opaque", ()), ("stringData", None, ())),
+    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "type": "kubernetes.io/basic-auth",
+        "data": {"password": "b2xk"},
+        "stringData": {"token": "plain"},
+    }
+    by_path = {f.path: f for f in evaluate(secret, (m,))}
+    password = by_path["data.password"]
+    assert str(password.actual).startswith("sha256:")
+    assert str(password.expected).startswith("sha256:")
+    assert "b2xk" not in password.message
+    assert "bmV3" not in password.message
+    assert by_path["type"].actual == "kubernetes.io/basic-auth"
+    string_data = by_path["stringData"]
+    assert (string_data.expected, str(string_data.actual)[:7]) == (None, "sha256:")
+    assert "plain" not in string_data.message
+
+
 def test_a_cluster_scoped_target_ignores_namespaces() -> None:
     """A ClusterRole has no namespace, whatever the Mitigation's own namespace is."""
     m = mitigation(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from typing import Any
 
 from keepfix.core import diff, rules, scoring
 
+#: Pointer prefixes of a Secret's values, which findings show only as hashes.
+SECRET_DATA = ("/data", "/stringData")
 KIND_MITIGATION = "Mitigation"
 KIND_GUARDRAIL = "Guardrail"
 WILDCARD = "*"
@@ -324,6 +327,8 @@ def _reverts(m: MitigationPolicy, obj: Mapping[str, Any]) -> list[Finding]:
     if not drifted:
         return []
     severity = scoring.severity([d for _, d in drifted], in_window=True, repeat=False)
+    if obj.get("kind") == "Secret":
+        drifted = [(declared, _redacted(d)) for declared, d in drifted]
     return [
         Finding(
             policy=m.ref,
@@ -339,6 +344,20 @@ def _reverts(m: MitigationPolicy, obj: Mapping[str, Any]) -> list[Finding]:
         )
         for declared, d in drifted
     ]
+
+
+def _redacted(d: diff.Drift) -> diff.Drift:
+    # Secret data never reaches a CI log or a denial: only its hash, as core.rules does.
+    if not any(d.pointer == p or d.pointer.startswith(p + "/") for p in SECRET_DATA):
+        return d
+    return dataclasses.replace(d, expected=_hash(d.expected), actual=_hash(d.actual))
+
+
+def _hash(value: Any) -> str | None:
+    if value is None:
+        return None
+    body = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
 
 def _revert_message(m: MitigationPolicy, d: diff.Drift) -> str:
