@@ -109,9 +109,10 @@ def _kind(mp: pytest.MonkeyPatch) -> Iterator[Cluster]:
     kind = shutil.which("kind")
     kc = KindCluster("keepfix-test", kind_path=Path(kind) if kind else None)
     kc.create()
-    mp.setenv("KUBECONFIG", str(kc.kubeconfig_path))
+    kubeconfig = Path(kc.kubeconfig_path).absolute()
+    mp.setenv("KUBECONFIG", str(kubeconfig))
     try:
-        yield Cluster("kind", Path(kc.kubeconfig_path).absolute(), _client_dir())
+        yield Cluster("kind", kubeconfig, _client_dir())
     finally:
         if not os.environ.get("KEEPFIX_KEEP_CLUSTER"):
             kc.delete()
