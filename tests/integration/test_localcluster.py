@@ -137,6 +137,7 @@ def test_up_runs_in_the_background_and_down_leaves_no_process(
     down = keepfix("cluster", "down", "--dir", str(folder), env=env)
     assert down.returncode == 0, down.stderr
     assert not any(processes.is_alive(pid, None) for pid in new_pids)
+    assert not (folder / "etcd").exists()
     assert processes.processes_mentioning(str(folder)) == []
     assert keepfix("cluster", "down", "--dir", str(folder), env=env).returncode == 0
 

@@ -244,6 +244,9 @@ class LocalCluster:
         self._procs = []
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "cluster.json").unlink()
+        # Every start begins with empty etcd data; keeping the old (62 MB of
+        # preallocated WAL) would only fill the disk.
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
         return [r.name for r in stopped]
 
     def _start(self, bins: discovery.Binaries, timeout: float) -> None:
