@@ -239,7 +239,8 @@ class Pipeline:
             )
         entry.last_regression = known.name
         logger.info(
-            "Drift handled: mitigation=%s/%s object=%s/%s action=%s severity=%s regression=%s",
+            "Drift handled: mitigation=%s/%s object=%s/%s action=%s severity=%s regression=%s "
+            "rollback_ms=%s",
             entry.namespace,
             entry.name,
             obj["metadata"].get("namespace"),
@@ -247,6 +248,7 @@ class Pipeline:
             outcome.action,
             severity,
             known.name,
+            "-" if outcome.seconds is None else f"{outcome.seconds * 1000:.1f}",
         )
         current = outcome.patched
         if current is not None and not diff.diff(entry.fields, current):

@@ -33,21 +33,52 @@ logger = logging.getLogger(__name__)
 
 MITIGATIONS = kube_.keepfix_resource(conventions.PLURAL_MITIGATIONS)
 _invalid_seen: dict[registry.Key, tuple[str, int]] = {}
+_latest: dict[registry.Key, str] = {}
+#: Retry of a Mitigation event that failed on an API error: 0.5 s, doubling, at most 30 s.
+RETRY_BASE = 0.5
+RETRY_CAP = 30.0
 
 
 @kopf.on.event(conventions.GROUP, conventions.VERSION, conventions.PLURAL_MITIGATIONS)
 async def mitigation_event(event: kopf.RawEvent, **_: Any) -> None:
     """Every Mitigation event: keep the registry, the watches and the status in step."""
     obj: dict[str, Any] = dict(event["object"])
+    meta = obj.get("metadata") or {}
+    key = (str(meta.get("namespace")), str(meta.get("name")))
+    _latest[key] = str(meta.get("resourceVersion"))
+    await _apply_or_retry(str(event.get("type") or "") or None, obj, key, attempt=0)
+
+
+async def _apply_or_retry(
+    event_type: str | None, obj: dict[str, Any], key: registry.Key, *, attempt: int
+) -> None:
+    """Apply; on an API error try again later, unless a newer event came meanwhile."""
     try:
-        await apply(str(event.get("type") or "") or None, obj)
+        await apply(event_type, obj)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        meta = obj.get("metadata") or {}
-        logger.exception(
-            "Mitigation handling failed: mitigation=%s/%s", meta.get("namespace"), meta.get("name")
+    except Exception as error:
+        delay = min(RETRY_CAP, RETRY_BASE * 2**attempt)
+        logger.warning(
+            "Mitigation handling failed, retrying: mitigation=%s/%s delay=%.1fs error=%s",
+            key[0],
+            key[1],
+            delay,
+            error,
         )
+        rt = runtime.get()
+        task = asyncio.create_task(_retry_later(event_type, obj, key, attempt + 1, delay))
+        rt.background.append(task)
+        task.add_done_callback(lambda t: _discard(rt, t))
+
+
+async def _retry_later(
+    event_type: str | None, obj: dict[str, Any], key: registry.Key, attempt: int, delay: float
+) -> None:
+    await asyncio.sleep(delay)
+    if _latest.get(key) != str(obj["metadata"].get("resourceVersion")):
+        return  # a newer event of this Mitigation has been handled since
+    await _apply_or_retry(event_type, obj, key, attempt=attempt)
 
 
 async def apply(event_type: str | None, obj: dict[str, Any]) -> None:
@@ -164,8 +195,17 @@ async def register(
         or registry.selector_text(entry.spec.target.selector or models.LabelSelector()),
         len(entry.spec.fields),
     )
-    await rt.pipeline.write_status(entry)
-    await announce_expiry(entry)
+    try:
+        await rt.pipeline.write_status(entry)
+        await announce_expiry(entry)
+    except kube_.ApiError as error:
+        rt.pipeline.schedule_status(entry)
+        logger.warning(
+            "Mitigation status failed: mitigation=%s/%s error=%s",
+            entry.namespace,
+            entry.name,
+            error,
+        )
     if shared or previous is not None:
         task = asyncio.create_task(_check_all(entry))
         rt.background.append(task)
@@ -191,6 +231,7 @@ def _discard(rt: runtime.Runtime, task: asyncio.Task[None]) -> None:
 async def forget(key: registry.Key) -> None:
     """A Mitigation is gone: release its watch, nothing else is left behind."""
     _invalid_seen.pop(key, None)
+    _latest.pop(key, None)
     entry = registry.current.pop_mitigation(*key)
     if entry is None:
         return
