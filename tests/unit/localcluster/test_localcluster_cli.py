@@ -109,3 +109,14 @@ def test_kubeconfig_file_is_private(tmp_path: Path) -> None:
     """It holds a private key, so only its owner may read it."""
     path = kubeconfig.write(tmp_path / "sub" / "kubeconfig", "apiVersion: v1\n")
     assert (path.read_text(), path.stat().st_mode & 0o777) == ("apiVersion: v1\n", 0o600)
+
+
+def test_up_in_a_folder_it_cannot_write_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bin_dir: Path
+) -> None:
+    """A DIR that cannot be created is an error message, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out, err = run(capsys, "cluster", "up", "--dir", str(blocker / "c"))
+    assert (code, out) == (1, "")
+    assert "Error: " in err

@@ -95,7 +95,7 @@ def run_up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     try:
         cluster.start(timeout=args.timeout, reuse=True)
-    except (localcluster.MissingBinariesError, localcluster.LocalClusterError) as e:
+    except (localcluster.MissingBinariesError, localcluster.LocalClusterError, OSError) as e:
         _say(f"Error: {e}")
         return 1
     except KeyboardInterrupt:
@@ -109,7 +109,11 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_down(args: argparse.Namespace) -> int:
     cluster = localcluster.LocalCluster(cluster_dir(args))
-    stopped = cluster.stop()
+    try:
+        stopped = cluster.stop()
+    except OSError as e:
+        _say(f"Error: {e}")
+        return 1
     if stopped:
         _say(f"Stopped {', '.join(stopped)} in {cluster.dir}")
     else:
