@@ -1,4 +1,4 @@
-"""Helpers for the operator tests: the operator as a subprocess (`python -m keepfix.handlers`) with short timing knobs.
+"""Helpers for the operator tests: the operator as a subprocess, with short timing knobs.
 
 One operator runs per test module (`operator` fixture); tests that restart it
 make their own with `start_operator`. Its log goes to a file the tests can
@@ -190,7 +190,9 @@ def configmap(name: str, namespace: str, data: dict[str, str], **labels: str) ->
     }
 
 
-def patch(cluster: Any, kind: str, name: str, namespace: str, body: Any, manager: str) -> None:
+def patch(  # noqa: PLR0917
+    cluster: Any, kind: str, name: str, namespace: str, body: Any, manager: str
+) -> None:
     """A merge patch under a named field manager."""
     cluster.kubectl(
         "patch",

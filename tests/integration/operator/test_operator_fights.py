@@ -12,8 +12,8 @@ from operator_helpers import (
     Operator,
     apply,
     configmap,
-    eventually,
     events,
+    eventually,
     get,
     items,
     mitigation,
@@ -134,7 +134,7 @@ def test_a_secret_value_never_leaks(cluster: Any, namespace: str, operator: Oper
             regressions(cluster, namespace),
             events(cluster, namespace),
             status["conditions"],
-            [s for s in status["stable"]],
+            list(status["stable"]),
         ]
     )
     log = operator.log_text()
