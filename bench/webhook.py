@@ -110,29 +110,38 @@ def _review(obj: dict[str, Any], old: dict[str, Any] | None, *, uid: str) -> dic
     }
 
 
-def evaluation(count: int) -> dict[str, float]:
-    """Per-request handler time (JSON in, review, JSON out), in milliseconds."""
+def evaluation(count: int) -> dict[str, dict[str, float]]:
+    """Per-request handler time in ms: wall clock, and CPU time of the thread.
+
+    The CPU time leaves out time the process spent preempted, which on a
+    shared machine is most of the wall-clock tail.
+    """
     built = policy_set(policies())
     reviewer = review.Reviewer(policies=lambda: built)
+    reviewer.warm()
     bodies = reviews(count)
     hooks = (conventions.WEBHOOK_GUARDRAILS, conventions.WEBHOOK_MITIGATIONS)
-    verdicts: dict[bool, int] = {True: 0, False: 0}
     for body in bodies[:200]:  # warm-up
         reviewer(hooks[0], json.loads(body))
-    times = []
+    wall, cpu, denied = [], [], 0
     for body in bodies:
         for hook in hooks:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             answer = reviewer(hook, json.loads(body))
             json.dumps(answer, separators=(",", ":"))
-            times.append((time.perf_counter() - started) * 1000)
-            verdicts[answer["response"]["allowed"]] += 1
-    return {**_percentiles(times), "denied": verdicts[False], "reviews": len(times)}
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            wall.append((time.perf_counter() - started) * 1000)
+            denied += not answer["response"]["allowed"]
+    counts = {"reviews": float(len(wall)), "denied": float(denied)}
+    return {"wall": _percentiles(wall), "cpu": _percentiles(cpu), "counts": counts}
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {
         "p50": pick(0.50),
         "p90": pick(0.90),
@@ -276,28 +285,39 @@ def run(*, quick: bool = False) -> str:
     return section(evaluated, e2e, quick=quick)
 
 
-def section(evaluated: dict[str, float], e2e: dict[str, dict[str, float]], *, quick: bool) -> str:
+def section(
+    evaluated: dict[str, dict[str, float]], e2e: dict[str, dict[str, float]], *, quick: bool
+) -> str:
     with_, without = e2e["webhook"], e2e["none"]
+    counts = evaluated["counts"]
     lines = [
         f"## {SECTION}",
         "",
         f"`python -m bench webhook{' --quick' if quick else ''}` on {_cpu()}, "
-        f"{os.cpu_count()} CPUs (shared), Python {platform.python_version()}; "
-        f"{MITIGATIONS:,} Mitigations and {GUARDRAILS} Guardrails loaded"
-        + (" (quick run: fewer requests)" if quick else "")
-        + ".",
+        f"{os.cpu_count()} CPUs shared with other work "
+        f"(load average {_load_average():.1f} at the end), "
+        f"Python {platform.python_version()}; {MITIGATIONS:,} Mitigations and {GUARDRAILS} "
+        "Guardrails loaded" + (" (quick run: fewer requests)" if quick else "") + ".",
         "",
-        "Server-side evaluation on the handler (JSON in, review, JSON out; "
-        f"{int(evaluated['reviews']):,} reviews, {int(evaluated['denied']):,} denied):",
+        "Server-side evaluation on the handler (JSON in, review, JSON out), per webhook call "
+        f"({int(counts['reviews']):,} calls, {int(counts['denied']):,} denied). "
+        "CPU time is the handler thread's own; wall clock adds time the process waited "
+        "for a CPU on this shared machine:",
         "",
-        "| p50 | p90 | p99 | max | target |",
-        "| --- | --- | --- | --- | --- |",
-        f"| {evaluated['p50']:.3f} ms | {evaluated['p90']:.3f} ms | **{evaluated['p99']:.3f} ms** "
-        f"| {evaluated['max']:.3f} ms | p99 < 5 ms |",
+        "| | p50 | p90 | p99 | max | target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, key in (("CPU time", "cpu"), ("wall clock", "wall")):
+        stats = evaluated[key]
+        lines.append(
+            f"| {label} | {stats['p50']:.3f} ms | {stats['p90']:.3f} ms "
+            f"| **{stats['p99']:.3f} ms** | {stats['max']:.3f} ms | p99 < 5 ms |"
+        )
+    lines += [
         "",
-        "End-to-end Deployment creates through kube-apiserver, sequential, interleaved in one run "
-        "(with: a team namespace, both webhooks called; without: the operator's namespace, "
-        "excluded by the namespaceSelector):",
+        "End-to-end Deployment creates through kube-apiserver, sequential, interleaved in one "
+        "run (with: a team namespace, both webhooks called over TLS; without: the operator's "
+        "namespace, which the namespaceSelector excludes, so the API server skips the webhook):",
         "",
         "| | p50 | p90 | p99 | mean |",
         "| --- | --- | --- | --- | --- |",
@@ -312,11 +332,15 @@ def section(evaluated: dict[str, float], e2e: dict[str, dict[str, float]], *, qu
         f"{with_['p90'] / without['p90']:.2f}x | {with_['p99'] / without['p99']:.2f}x | "
         f"{with_['mean'] / without['mean']:.2f}x |",
         "",
-        "Target: with/without at most 1.5x. Kyverno publishes p99 106 ms at 50 concurrent users "
-        "for 16 policies.",
+        "Target: with/without at most 1.5x. For scale, Kyverno publishes p99 106 ms at 50 "
+        "concurrent users for 16 policies.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _load_average() -> float:
+    return os.getloadavg()[0]
 
 
 def _cpu() -> str:
