@@ -280,3 +280,23 @@ def test_start_on_a_running_cluster_keeps_it(cluster: Any, local_only: None) -> 
     before = (live_pids(cluster.local.dir), cluster.local.server)
     cluster.local.start()
     assert (live_pids(cluster.local.dir), cluster.local.server) == before
+
+
+def test_serving_certificate_answers_to_localhost(cluster: Any, local_only: None) -> None:
+    """kubectl verifies the API server as https://localhost:PORT as well as by IP."""
+    port = cluster.local.server.rsplit(":", 1)[1]
+    result = cluster.kubectl(f"--server=https://localhost:{port}", "get", "ns", "default")
+    assert result.returncode == 0
+
+
+def test_controllers_run(cluster: Any) -> None:
+    """A new namespace gets its default ServiceAccount; a deleted one is finalized away."""
+    name = f"controllers-{os.getpid()}"
+    cluster.kubectl("create", "namespace", name)
+    assert eventually(
+        lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
+    )
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+    assert eventually(
+        lambda: cluster.kubectl("get", "namespace", name, check=False).returncode != 0
+    )
