@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
-from keepfix.core import diff
+from keepfix.core import diff, paths
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +127,17 @@ class Corpus:
     def applied(self, project: str) -> list[Item]:
         return [item for item in self.items if item.project == project and item.key in self.live]
 
+    def spelling(self, project: str) -> tuple[int, int]:
+        """Captured fields, and how many the server returned in another form (equal values)."""
+        fields = respelled = 0
+        for item in self.applied(project):
+            live = self.live[item.key]
+            for field in diff.capture_fields(item.manifest):
+                fields += 1
+                for match in paths.resolve(live, field.path):
+                    respelled += match.present and match.value != field.value
+        return fields, respelled
+
     def summary(self, project: str) -> str:
         items = [item for item in self.items if item.project == project]
         rejected = [item for item in items if item.key in self.rejected]
@@ -135,10 +146,12 @@ class Corpus:
             reason for where, _, reason in self.skipped if where == project
         )
         settled = sum(1 for item in self.applied(project) if item.key in self.pairs)
+        fields, respelled = self.spelling(project)
         lines = [
             f"{project}: {len(self.applied(project))} applied, "
             f"{sum(skipped.values())} skipped, {len(rejected)} rejected, "
-            f"{len(adjusted)} adjusted, {settled} re-read unchanged"
+            f"{len(adjusted)} adjusted, {settled} re-read unchanged; "
+            f"{fields} fields captured, {respelled} returned respelled or with defaults added"
         ]
         lines += [f"  skipped {count}: {reason}" for reason, count in sorted(skipped.items())]
         lines += [f"  rejected {item.label}: {self.rejected[item.key]}" for item in rejected]
@@ -430,14 +443,21 @@ def forward_drifts(corpus: Corpus, item: Item) -> tuple[diff.Drift, ...]:
 
 
 def recaptured_drifts(corpus: Corpus, item: Item) -> tuple[diff.Drift, ...]:
-    """Fields (and whole top-level values) captured from one read, diffed against the next."""
+    """Fields captured from one read, diffed against the next.
+
+    Every leaf as a declared value and as a captured (whole) one, which is how
+    the operator takes a stable value from a live object, plus each top-level
+    value (metadata, spec, data, rules, ...) whole.
+    """
     before, after = corpus.pairs[item.key]
-    whole = tuple(
+    leaves = diff.capture_fields(before)
+    whole = [dataclasses.replace(field, whole=True) for field in leaves]
+    whole += [
         diff.ProtectedField(key, value, whole=True)
         for key, value in before.items()
         if key not in _NOT_WHOLE
-    )
-    return diff.diff(diff.capture_fields(before) + whole, after)
+    ]
+    return diff.diff((*leaves, *whole), after)
 
 
 def describe(item: Item, drift: diff.Drift) -> str:
