@@ -46,6 +46,7 @@ class Audit:
 
 
 _audits: dict[str, Audit] = {}
+_latest: dict[str, str] = {}
 _status_tasks: dict[str, asyncio.Task[None]] = {}
 
 
@@ -54,15 +55,42 @@ async def guardrail_event(event: kopf.RawEvent, **_: Any) -> None:
     """Every Guardrail event: compile, (re)watch its kinds, audit."""
     obj: dict[str, Any] = dict(event["object"])
     name = str((obj.get("metadata") or {}).get("name"))
+    _latest[name] = str(obj["metadata"].get("resourceVersion"))
+    await _handle(str(event.get("type")), name, obj, attempt=0)
+
+
+async def _handle(event_type: str, name: str, obj: dict[str, Any], *, attempt: int) -> None:
+    """Apply or forget; on an error try again later unless a newer event came."""
     try:
-        if str(event.get("type")) == "DELETED" or obj["metadata"].get("deletionTimestamp"):
+        if event_type == "DELETED" or obj["metadata"].get("deletionTimestamp"):
             await forget(name)
         else:
             await apply(name, obj)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        logger.exception("Guardrail handling failed: guardrail=%s", name)
+    except Exception as error:
+        delay = min(30.0, 0.5 * 2**attempt)
+        logger.warning(
+            "Guardrail handling failed, retrying: guardrail=%s delay=%.1fs error=%s",
+            name,
+            delay,
+            error,
+        )
+        # A failed first audit must run again even though the generation is unchanged.
+        if name in _audits:
+            _audits[name].generation = -1
+        rt = runtime.get()
+        task = asyncio.create_task(_retry_later(event_type, name, obj, attempt + 1, delay))
+        rt.background.append(task)
+        task.add_done_callback(lambda t: rt.background.remove(t) if t in rt.background else None)
+
+
+async def _retry_later(
+    event_type: str, name: str, obj: dict[str, Any], attempt: int, delay: float
+) -> None:
+    await asyncio.sleep(delay)
+    if _latest.get(name) == str(obj["metadata"].get("resourceVersion")):
+        await _handle(event_type, name, obj, attempt=attempt)
 
 
 async def apply(name: str, obj: dict[str, Any]) -> None:
@@ -185,33 +213,55 @@ async def check(name: str, audit: Audit, obj: dict[str, Any]) -> bool:
 async def _remediate(
     audit: Audit, obj: dict[str, Any], found: list[rules.Violation]
 ) -> list[rules.Violation]:
-    """Put back the fields whose rule is `equals`; the violations left."""
+    """Put back the fields whose rule is `equals`; the violations left.
+
+    A 409/422 (the object changed since this event) re-reads it and plans again,
+    so an event older than the object never counts as a violation.
+    """
+    rt = runtime.get()
+    meta = obj["metadata"]
+    resource = await rt.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
+    for _ in range(rt.settings.rollback_retries):
+        drifts = _equals_drifts(audit, obj, found)
+        if not drifts:
+            return found
+        try:
+            plan = rollback.plan(drifts, obj)
+            patched = await rt.kube.json_patch(
+                resource, namespace=meta.get("namespace"), name=meta["name"], ops=plan.patch
+            )
+        except kube_.ApiError as error:
+            if not error.replannable:
+                logger.warning(
+                    "Guardrail remediation failed: object=%s error=%s", meta["name"], error
+                )
+                return found
+            live = await rt.kube.get(resource, namespace=meta.get("namespace"), name=meta["name"])
+            if live is None:
+                return []
+            obj = {**live, "apiVersion": obj["apiVersion"], "kind": obj["kind"]}
+            found = list(rules.evaluate(audit.compiled.rules, obj))
+            continue
+        except rollback.RollbackError as error:
+            logger.warning("Guardrail remediation failed: object=%s error=%s", meta["name"], error)
+            return found
+        rt.metrics.rollbacks.labels("Succeeded").inc()
+        logger.info("Guardrail remediated: object=%s/%s", meta.get("namespace"), meta["name"])
+        patched = {**patched, "apiVersion": obj["apiVersion"], "kind": obj["kind"]}
+        return list(rules.evaluate(audit.compiled.rules, patched))
+    return found
+
+
+def _equals_drifts(
+    audit: Audit, obj: dict[str, Any], found: list[rules.Violation]
+) -> list[diff.Drift]:
     by_name = {r.name: r for r in audit.compiled.rules}
     drifts: list[diff.Drift] = []
     for v in found:
         rule = by_name.get(v.rule)
-        if rule is None or rule.constraint.op != "equals":
-            continue
-        field = diff.ProtectedField(v.path, rule.constraint.operand)
-        drifts.extend(diff.diff((field,), obj))
-    if not drifts:
-        return found
-    rt = runtime.get()
-    meta = obj["metadata"]
-    try:
-        resource = await rt.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
-        plan = rollback.plan(drifts, obj)
-        patched = await rt.kube.json_patch(
-            resource, namespace=meta.get("namespace"), name=meta["name"], ops=plan.patch
-        )
-    except (kube_.ApiError, rollback.RollbackError) as error:
-        logger.warning("Guardrail remediation failed: object=%s error=%s", meta.get("name"), error)
-        return found
-    rt.metrics.rollbacks.labels("Succeeded").inc()
-    logger.info("Guardrail remediated: object=%s/%s", meta.get("namespace"), meta.get("name"))
-    patched.setdefault("apiVersion", obj["apiVersion"])
-    patched.setdefault("kind", obj["kind"])
-    return list(rules.evaluate(audit.compiled.rules, patched))
+        if rule is not None and rule.constraint.op == "equals":
+            drifts.extend(diff.diff((diff.ProtectedField(v.path, rule.constraint.operand),), obj))
+    return drifts
 
 
 def _sample(obj: dict[str, Any], v: rules.Violation) -> dict[str, Any]:
