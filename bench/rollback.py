@@ -176,7 +176,7 @@ def _section(
         ("end to end: drifting PATCH sent to rollback seen", end_to_end),
     ]
     lines = [
-        f"## {SECTION}",
+        f"## {section_title(objects)}",
         "",
         f"One run of `python -m bench.rollback`{label} on {today}: the `keepfix demo` scenario "
         f"(Deployment web, Mitigation web-memory-fix) on a local kube-apiserver + etcd, "
@@ -203,6 +203,11 @@ def _section(
         lines.append(f"Operator resident memory at the end of the run: {rss:.0f} MiB.")
     lines.append("")
     return "\n".join(lines)
+
+
+def section_title(objects: int) -> str:
+    """The `##` heading: one section for the plain scenario, one per watched-object count."""
+    return f"{SECTION} with {objects:,} watched objects" if objects else SECTION
 
 
 def _pct(values: Sequence[float], pct: int) -> float:
@@ -373,8 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from bench.__main__ import DOC, PREAMBLE, replace_section
 
-    DOC.write_text(replace_section(DOC.read_text() if DOC.exists() else PREAMBLE, SECTION, text))
-    print(f"bench: wrote section {SECTION!r} of {DOC}")
+    title = section_title(args.objects)
+    DOC.write_text(replace_section(DOC.read_text() if DOC.exists() else PREAMBLE, title, text))
+    print(f"bench: wrote section {title!r} of {DOC}")
     return 0
 
 
