@@ -107,10 +107,26 @@ def installed(kind: Any) -> Any:
     helm = shutil.which("helm")
     assert helm, "helm is needed for the e2e test (make k8s-bin builds one)"
     subprocess.run(
-        [helm, "--kubeconfig", str(kind.kubeconfig_path), "install", "keepfix",
-         str(REPO / "charts" / "keepfix"), "-n", "keepfix", "--create-namespace",
-         "--set", "image.repository=keepfix/keepfix", "--set", "image.tag=e2e",
-         "--set", "image.pullPolicy=Never", "--wait", "--timeout", "5m"],
+        [
+            helm,
+            "--kubeconfig",
+            str(kind.kubeconfig_path),
+            "install",
+            "keepfix",
+            str(REPO / "charts" / "keepfix"),
+            "-n",
+            "keepfix",
+            "--create-namespace",
+            "--set",
+            "image.repository=keepfix/keepfix",
+            "--set",
+            "image.tag=e2e",
+            "--set",
+            "image.pullPolicy=Never",
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
         check=True,
     )
     kind.kubectl("create", "namespace", NS)
@@ -124,21 +140,47 @@ def test_rollback_regression_and_denial(installed: Any) -> None:
     k.kubectl("apply", "-f", "-", input=MITIGATION)
     k.kubectl("apply", "-f", "-", input=GUARDRAIL)
     eventually(
-        lambda: "Watching" in k.kubectl("get", "mit", "web-memory-fix", "-n", NS,
-                                         "-o", "jsonpath={.status.phase}"),
+        lambda: (
+            "Watching"
+            in k.kubectl("get", "mit", "web-memory-fix", "-n", NS, "-o", "jsonpath={.status.phase}")
+        ),
         "the Mitigation is Watching",
     )
-    k.kubectl("patch", "deployment", "web", "-n", NS, "--type=json", "--field-manager=kubectl-edit",
-              "-p", '[{"op":"replace","path":"/spec/template/spec/containers/0/resources/limits/memory","value":"128Mi"}]')
+    k.kubectl(
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        NS,
+        "--type=json",
+        "--field-manager=kubectl-edit",
+        "-p",
+        '[{"op":"replace","path":"/spec/template/spec/containers/0/resources/limits/memory","value":"128Mi"}]',
+    )
     eventually(
-        lambda: k.kubectl("get", "deployment", "web", "-n", NS, "-o",
-                          "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}") == "512Mi",
+        lambda: (
+            k.kubectl(
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
+            )
+            == "512Mi"
+        ),
         "the memory limit is rolled back to 512Mi",
     )
     regs = json.loads(k.kubectl("get", "reg", "-n", NS, "-o", "json"))["items"]
     assert [r["spec"]["severity"] for r in regs] == ["Critical"]
     assert regs[0]["spec"]["incident"]["id"] == "INC-1234"
     with pytest.raises(subprocess.CalledProcessError) as denied:
-        k.kubectl("apply", "-f", "-", input=deployment("bad", "512Mi", privileged=True),
-                  stderr=subprocess.STDOUT)
+        k.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=deployment("bad", "512Mi", privileged=True),
+            stderr=subprocess.STDOUT,
+        )
     assert "Guardrail no-privileged" in str(denied.value.output)
