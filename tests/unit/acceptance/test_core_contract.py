@@ -15,13 +15,14 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keepfix.core import diff, paths, rules, scoring, values
+from keepfix.core import attribution, diff, fights, paths, rollback, rules, scoring, values, windows
 
 # --- helpers -----------------------------------------------------------------------
 
@@ -809,3 +810,186 @@ def test_signature_changes_when_the_drifted_value_changes() -> None:
     two = scoring.signature("apps/Deployment", drifts_of(1, "256Mi"))
     other_kind = scoring.signature("apps/StatefulSet", drifts_of(1, "128Mi"))
     assert len({one, two, other_kind}) == 3
+
+
+# --- rollback: "only the drifted fields are put back ... a JSON patch with `test` ops" ----
+
+
+def _rollback_live() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "annotations": {"example.com/key": "bad", "other": "keep"},
+        },
+        "spec": {
+            "replicas": 1,
+            "paused": True,
+            "template": {
+                "spec": {
+                    "hostNetwork": True,
+                    "containers": [
+                        {"name": "side", "image": "s:1"},
+                        {
+                            "name": "web",
+                            "image": "w:1",
+                            "args": ["--b", "--a"],
+                            "env": [{"name": "Z", "value": "9"}, {"name": "A", "value": "2"}],
+                            "resources": {"limits": {"memory": "128Mi", "cpu": "1"}},
+                        },
+                    ],
+                }
+            },
+        },
+    }
+
+
+ROLLBACK_FIELDS = [
+    field("spec.replicas", 3),
+    field(MEMORY, "512Mi"),
+    field("spec.template.spec.hostNetwork", None),  # the fix needs it absent
+    field("spec.template.spec.containers[name=web].env", [{"name": "A", "value": "1"}]),
+    field("spec.template.spec.containers[name=web].args", ["--a", "--b"]),
+    field('metadata.annotations["example.com/key"]', "good"),
+    field("spec.template.spec.containers[name=new].image", "n:1"),  # a missing container
+    field("spec.strategy.type", "Recreate"),  # a missing mapping
+]
+
+
+def test_the_rollback_patch_restores_the_drifted_fields_and_nothing_else() -> None:
+    jsonpatch = pytest.importorskip("jsonpatch")
+    live = _rollback_live()
+    drifts = diff.diff(ROLLBACK_FIELDS, live)
+    assert len(drifts) == len(ROLLBACK_FIELDS)
+    planned = rollback.plan(drifts, live)
+    restored = jsonpatch.apply_patch(live, list(planned.patch))
+    assert diff.diff(ROLLBACK_FIELDS, restored) == ()
+    assert restored["spec"]["paused"] is True  # not protected: untouched
+    assert restored["metadata"]["annotations"]["other"] == "keep"
+    containers = restored["spec"]["template"]["spec"]["containers"]
+    assert containers[0] == {"name": "side", "image": "s:1"}
+    assert containers[1]["image"] == "w:1"
+    assert containers[1]["resources"]["limits"]["cpu"] == "1"
+    assert {"name": "Z", "value": "9"} in containers[1]["env"]
+    ops = {(op["op"], op["path"]) for op in planned.patch}
+    assert ("remove", "/spec/template/spec/hostNetwork") in ops
+    assert ("test", "/spec/replicas") in ops
+    assert live == _rollback_live(), "planning never mutates the live object"
+
+
+def test_the_rollback_patch_fails_instead_of_overwriting_a_newer_write() -> None:
+    jsonpatch = pytest.importorskip("jsonpatch")
+    live = _rollback_live()
+    planned = rollback.plan(diff.diff([field(MEMORY, "512Mi")], live), live)
+    newer = _rollback_live()
+    newer["spec"]["template"]["spec"]["containers"][1]["resources"]["limits"]["memory"] = "1Gi"
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(newer, list(planned.patch))
+    reordered = _rollback_live()
+    reordered["spec"]["template"]["spec"]["containers"].reverse()
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(reordered, list(planned.patch))
+
+
+def test_the_apply_body_holds_only_the_protected_fields() -> None:
+    live = _rollback_live()
+    planned = rollback.plan(
+        diff.diff([field("spec.replicas", 3), field(MEMORY, "512Mi")], live), live
+    )
+    body = planned.apply_body
+    assert body["apiVersion"] == "apps/v1"
+    assert body["kind"] == "Deployment"
+    assert body["metadata"] == {"name": "web", "namespace": "shop"}
+    assert body["spec"] == {
+        "replicas": 3,
+        "template": {
+            "spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": "512Mi"}}}]}
+        },
+    }
+
+
+# --- fights, windows, attribution ----------------------------------------------------------
+
+
+def test_fights_are_five_drifts_of_one_object_within_a_minute() -> None:
+    window = fights.FightWindow()
+    for now in (0.0, 10.0, 20.0, 30.0):
+        window = fights.record(window, now)
+        assert not fights.is_fighting(window)
+    assert fights.is_fighting(fights.record(window, 40.0))
+    spread = fights.FightWindow()
+    for now in (0.0, 15.0, 30.0, 45.0, 61.0):  # the first one has left the minute
+        spread = fights.record(spread, now)
+    assert not fights.is_fighting(spread)
+
+
+def test_fight_backoff_is_2s_times_3_capped_at_300s() -> None:
+    assert [fights.backoff(n) for n in range(8)] == [2, 6, 18, 54, 162, 300, 300, 300]
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"), [("30d", 720), ("36h", 36), ("90m", 1.5), ("0d", 0), ("365d", 8760)]
+)
+def test_watch_window_durations(text: str, hours: float) -> None:
+    assert windows.parse_duration(text) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("text", ["30s", "1w", "30", "d", "-1d", "1.5d", " 30d", "30D", ""])
+def test_a_bad_watch_window_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="30d"):
+        windows.parse_duration(text)
+
+
+def test_inside_the_window_means_start_up_to_but_not_including_the_end() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert windows.within(start, "30d", start)
+    assert windows.within(start, "30d", start + timedelta(days=30) - timedelta(seconds=1))
+    assert not windows.within(start, "30d", start + timedelta(days=30))
+    assert not windows.within(start, "30d", start - timedelta(seconds=1))
+    with pytest.raises(ValueError, match="time zone"):
+        windows.within(datetime(2026, 1, 1), "30d", start)  # naive: refused
+
+
+def test_attribution_names_the_newest_manager_of_a_drifted_field() -> None:
+    pointer = "/spec/template/spec/containers/0/resources/limits/memory"
+    live = {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": "1"}}}]}
+            }
+        }
+    }
+    memory: dict[str, Any] = {"f:resources": {"f:limits": {"f:memory": {}}}}
+    container = {
+        "f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': memory}}}}
+    }
+    managed = [
+        {
+            "manager": "helm",
+            "operation": "Update",
+            "time": "2026-01-01T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": container,
+        },
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "time": "2026-03-01T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": container,
+        },
+        {
+            "manager": "argocd",
+            "operation": "Apply",
+            "time": "2026-04-01T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        },
+    ]
+    found = attribution.attribute(managed, [pointer], live=live)
+    assert [(c.manager, c.operation, c.time) for c in found] == [
+        ("kubectl-edit", "Update", "2026-03-01T00:00:00Z"),
+        ("helm", "Update", "2026-01-01T00:00:00Z"),
+    ]
