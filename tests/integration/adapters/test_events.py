@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import AsyncIterator
 from typing import Any
@@ -206,3 +207,20 @@ async def test_failures_are_counted_not_raised(api: kube.Kube) -> None:
     )
     assert (result, recorder.failures) == (None, 1)
     assert meters.registry.get_sample_value("keepfix_event_failures_total") == 1.0
+
+
+async def test_concurrent_repeats_share_one_event(
+    api: kube.Kube, namespace: str, target: dict[str, Any]
+) -> None:
+    """Five repeats recorded at once still make one Event, with series.count 5."""
+    recorder = events.EventRecorder(api, reporting_instance="keepfix-0")
+    say: dict[str, Any] = {
+        "regarding": target,
+        "type": "Warning",
+        "reason": "FightDetected",
+        "action": "Detect",
+        "note": "n",
+    }
+    await asyncio.gather(*(recorder.record(**say) for _ in range(5)))
+    [event] = await events_in(api, namespace)
+    assert event["series"]["count"] == 5

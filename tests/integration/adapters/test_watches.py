@@ -366,3 +366,33 @@ async def test_watched_objects_gauge(api: kube.Kube, recorder: Recorder, namespa
         assert before is not None
         await manager.release(key)
         assert gauge() == 0.0
+
+
+async def test_retries_until_rbac_allows_the_watch(
+    cluster: Any, namespace: str, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Forbidden list is retried with backoff; once RBAC allows it, the objects arrive."""
+    user = f"watcher-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "configmap", "guarded", "-n", namespace)
+    kubeconfig = cluster.mint_kubeconfig(user, [])
+    async with (
+        await kube.connect(kubeconfig=str(kubeconfig)) as limited,
+        new_manager(limited, recorder) as manager,
+    ):
+        key = watches.WatchKey("v1", "ConfigMap", namespace)
+        await manager.ensure(key)
+        await until(lambda: "403 Forbidden" in caplog.text, "a logged 403")
+        assert (manager.synced(key), manager.healthy()) == (False, True)
+        cluster.kubectl(
+            "create",
+            "role",
+            "read-cm",
+            "-n",
+            namespace,
+            "--verb=get,list,watch",
+            "--resource=configmaps",
+        )
+        cluster.kubectl(
+            "create", "rolebinding", "read-cm", "-n", namespace, "--role=read-cm", f"--user={user}"
+        )
+        await until(recorder.seen("ADDED", "guarded"), "ADDED guarded after the RoleBinding")

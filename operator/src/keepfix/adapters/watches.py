@@ -210,6 +210,10 @@ class WatchManager:
         """
         await self._watches[key].synced.wait()
 
+    def healthy(self) -> bool:
+        """False when a watch task has ended on its own (a bug: the loop retries every error)."""
+        return all(w.task is not None and not w.task.done() for w in self._watches.values())
+
     @property
     def watched_objects(self) -> int:
         """Objects currently known across all watches (the keepfix_watched_objects gauge)."""
