@@ -309,3 +309,27 @@ def test_text_groups_findings_under_their_manifest(files: tuple[str, str]) -> No
     assert lines[5] == (
         "FAILED: 3 manifests checked against 1 Mitigation and 2 Guardrails: 1 deny, 1 warn, 1 audit"
     )
+
+
+def test_yaml_only_values_render_in_every_format(tmp_path: pathlib.Path) -> None:
+    """A YAML timestamp (not JSON) in a finding prints as text, not a crash."""
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: keepfix.dev/v1alpha1\nkind: Guardrail\nmetadata: {name: no-stamp}\n"
+        "spec:\n  match: {resources: [{kinds: [ConfigMap]}]}\n"
+        "  rules: [{name: unstamped, path: data.deployed, present: false}]\n  enforcement: Deny\n"
+    )
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {deployed: 2024-01-02}\n"
+    )
+    for fmt in ("text", "json", "sarif", "junit"):
+        out = io.StringIO()
+        code = gate.gate(
+            policies=[str(tmp_path / "p.yaml")],
+            manifests=[str(tmp_path / "m.yaml")],
+            output_format=fmt,
+            stdin=io.StringIO(),
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+        assert code == 1, fmt
+        assert "2024-01-02" in out.getvalue(), fmt
