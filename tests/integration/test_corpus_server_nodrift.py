@@ -115,7 +115,7 @@ class Item:
 
 @dataclasses.dataclass
 class Corpus:
-    """The corpus applied to the cluster and read back (twice)."""
+    """The corpus as applied to the cluster, and what the server returned."""
 
     items: list[Item]
     skipped: list[tuple[str, str, str]]
