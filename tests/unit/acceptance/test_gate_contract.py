@@ -866,8 +866,14 @@ def test_sarif_is_valid_2_1_0_with_levels_by_enforcement(tmp_path: pathlib.Path)
     rule_ids = {r["ruleId"] for r in results}
     assert "Mitigation/shop/web-replicas-fix/spec.replicas" in rule_ids
     assert "Guardrail/no-latest/pinned" in rule_ids
-    declared = {rule["id"] for rule in sarif["tool"]["driver"]["rules"]}
-    assert rule_ids == declared
+    descriptors = sarif["tool"]["driver"]["rules"]
+    assert rule_ids == {rule["id"] for rule in descriptors}
+    for result in results:
+        assert descriptors[result["ruleIndex"]]["id"] == result["ruleId"]
+    [replicas] = [d for d in descriptors if d["id"].endswith("web-replicas-fix/spec.replicas")]
+    assert "INC-1234" in replicas["fullDescription"]["text"]
+    assert "shop-sre" in replicas["fullDescription"]["text"]
+    assert replicas["helpUri"] == "https://runbooks.example.com/web"
     for result in results:
         location = result["locations"][0]["physicalLocation"]
         assert location["artifactLocation"]["uri"] == "rendered.yaml"  # relative stays relative
@@ -1088,3 +1094,83 @@ def test_unquoted_admission_off_is_accepted_or_explained(tmp_path: pathlib.Path)
     explained = run.code == 2 and "false" in run.err.lower() and "quote" in run.err.lower()
     accepted = run.code == 0 and "AUDIT" in run.out
     assert explained or accepted, run.err
+
+
+LIVE_MITIGATION = """\
+apiVersion: keepfix.dev/v1alpha1
+kind: Mitigation
+metadata:
+  name: web-replicas-fix
+  namespace: shop
+  uid: 3b1f0c8e-1111-2222-3333-444455556666
+  resourceVersion: "4711"
+  generation: 2
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  finalizers: [keepfix.dev/cleanup]
+  managedFields:
+    - manager: kubectl-client-side-apply
+      operation: Update
+      apiVersion: keepfix.dev/v1alpha1
+      time: "2026-01-01T00:00:00Z"
+      fieldsType: FieldsV1
+      fieldsV1: {"f:spec": {"f:replicas": {}}}
+spec:
+  target: {apiVersion: apps/v1, kind: Deployment, name: web}
+  fields:
+    - {path: spec.replicas, value: 3}
+  capture: false
+  action: Rollback
+  admission: Deny
+  watchWindow: 30d
+  category: ConfigDrift
+status:
+  phase: Watching
+  mitigatedAt: "2026-01-01T00:00:00Z"
+  watchUntil: "2026-01-31T00:00:00Z"
+  stable: [{path: spec.replicas, value: 3}]
+  targets: 1
+  drifts: 0
+  rollbacks: 0
+  regressions: 0
+"""
+
+
+def test_a_mitigation_as_the_api_server_returns_it_is_a_policy() -> None:
+    # `kubectl get mit web-replicas-fix -o yaml > policies/web.yaml` is how a team pulls a
+    # Mitigation made during an incident into its repository.
+    run = gate(
+        "--policies",
+        "-",
+        "--manifests",
+        MITIGATION.parent.parent / "helm-rendered.yaml",
+        "--namespace",
+        "shop",
+        stdin=LIVE_MITIGATION,
+    )
+    assert run.code == 1, run.err
+    assert "reverts Mitigation shop/web-replicas-fix" in run.out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --policies rejects `kind: List` (kubectl get mit,gr -A -o yaml) as an unknown "
+    "kind, although --manifests reads a List item by item",
+)
+def test_policies_exported_as_a_kubectl_list_are_read_item_by_item() -> None:
+    exported = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+        "items": [yaml.safe_load(LIVE_MITIGATION), yaml.safe_load(GUARDRAIL.read_text())],
+    }
+    run = gate(
+        "--policies",
+        "-",
+        "--manifests",
+        HELM,
+        "--namespace",
+        "shop",
+        stdin=yaml.safe_dump(exported),
+    )
+    assert run.code == 1, run.err
+    assert "against 1 Mitigation and 1 Guardrail" in run.out
