@@ -197,7 +197,7 @@ def _start_operator(kubeconfig: pathlib.Path, root: pathlib.Path) -> subprocess.
         "KEEPFIX_METRICS_HOST": "127.0.0.1",
         "KEEPFIX_METRICS_PORT": str(_free_port()),
         "KEEPFIX_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
-        "KEEPFIX_LOG_LEVEL": "warning",
+        "KEEPFIX_LOG_LEVEL": os.environ.get("KEEPFIX_LOG_LEVEL", "warning"),
     }
     log = (root / "operator.log").open("wb")
     return subprocess.Popen(
@@ -208,7 +208,8 @@ def _start_operator(kubeconfig: pathlib.Path, root: pathlib.Path) -> subprocess.
 def _wait_enforced(kubectl: list[str], timeout: float = 600.0) -> None:
     """Until the last Guardrail and Mitigation are enforced (the registry has everything)."""
     probe = _deployment("team-0", "probe-bench")
-    _pod(probe)["containers"][0]["securityContext"]["privileged"] = True
+    context = _pod(probe)["containers"][0]["securityContext"]
+    context.update(privileged=True, allowPrivilegeEscalation=True)  # else the API refuses it
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         proc = subprocess.run(

@@ -10,7 +10,8 @@ object from resolved rules and the `Endpoint` (a URL in dev mode, a Service in
 service mode).
 
 `Registrar` (I/O) maps kinds to resources through discovery (a kind whose CRD
-is not installed yet is left out and picked up on a later sync) and
+is not installed yet is left out and looked up again by the periodic resync,
+which starts from a fresh Registrar) and
 server-side applies the configuration under field manager `keepfix`, only
 when it changed. A webhook without rules is left out of the configuration
 rather than registered empty. The configuration is kept when the operator
@@ -158,17 +159,24 @@ class Registrar:
         self._kube = kube
         self.options = options
         self._applied: str | None = None
+        self._wanted: dict[str, frozenset[GroupKind]] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
+        # Kinds discovery did not know; asked again only by a new Registrar (the
+        # periodic resync), not on every policy change.
+        self._missing: set[GroupKind] = set()
 
     async def sync(self, wanted: Targets) -> bool:
         """Apply the configuration for `wanted`; True when the cluster was written."""
+        if dict(wanted) == self._wanted:
+            return False
         rules = {name: await self._rules(kinds) for name, kinds in wanted.items()}
         body = configuration(rules, self.options)
         text = json.dumps(body, sort_keys=True)
         if text == self._applied:
+            self._wanted = dict(wanted)
             return False
         await self._kube.apply(RESOURCE, body=body, force=True)
-        self._applied = text
+        self._applied, self._wanted = text, dict(wanted)
         logger.info(
             "ValidatingWebhookConfiguration applied: name=%s webhooks=%s",
             conventions.WEBHOOK_CONFIGURATION_NAME,
@@ -188,6 +196,8 @@ class Registrar:
     async def _resources(self, group: str, kind: str) -> list[GroupKind]:
         if kind == WILDCARD:
             return [(group, WILDCARD)]
+        if (group, kind) in self._missing:
+            return []
         groups = await self._group_versions()
         candidates = sorted(groups) if group == WILDCARD else [group]
         found: list[GroupKind] = []
@@ -196,9 +206,8 @@ class Registrar:
             if plural is not None:
                 found.append((candidate, plural))
         if not found:
-            # Perhaps its CRD (or API group) is new: list the groups again next time.
-            self._groups = None
-            logger.info("Webhook target kind not served yet: group=%r kind=%s", group, kind)
+            self._missing.add((group, kind))
+            logger.info("Webhook target kind not served: group=%r kind=%s", group, kind)
         return found
 
     async def _plural(self, group: str, versions: Sequence[str], kind: str) -> str | None:
