@@ -396,3 +396,26 @@ async def test_retries_until_rbac_allows_the_watch(
             "create", "rolebinding", "read-cm", "-n", namespace, "--role=read-cm", f"--user={user}"
         )
         await until(recorder.seen("ADDED", "guarded"), "ADDED guarded after the RoleBinding")
+
+
+async def test_bookmarks_advance_a_quiet_watch(
+    api: kube.Kube, recorder: Recorder, namespace: str
+) -> None:
+    """A watch that sees no events still moves its resourceVersion on with bookmarks."""
+    for name in ("quiet", "busy"):
+        await api.create(CONFIGMAPS, body=configmap(namespace, name))
+    key = watches.WatchKey("v1", "ConfigMap", namespace, "quiet")
+    async with new_manager(api, recorder, watch_timeout_seconds=3) as manager:
+        await manager.ensure(key)
+        await asyncio.wait_for(manager.wait_synced(key), 60)
+        listed = int(manager._watches[key].resource_version or 0)
+        for value in range(100):  # other writes move the cluster's resourceVersion on
+            await set_value(api, namespace, "busy", str(value))
+            if int(manager._watches[key].resource_version or 0) > listed:
+                break
+            await asyncio.sleep(0.2)
+        assert int(manager._watches[key].resource_version or 0) > listed, "no bookmark arrived"
+        assert [(e.type, e.object["metadata"]["name"]) for e in recorder.events] == [
+            ("ADDED", "quiet")
+        ]
+        assert manager._watches[key].relists == 1
