@@ -473,11 +473,10 @@ def test_build_counts_and_indexes_without_pairs() -> None:
         ),
     )
     assert (ps.mitigation_count, ps.guardrail_count) == (2, 2)
-    assert set(ps.by_name) == {
-        ("apps", "Deployment", "shop", "web"),
-        ("apps", "Deployment", "", "web"),
-    }
-    assert set(ps.by_selector) == {("apps", "Deployment", "shop"), ("apps", "Deployment", "")}
+    assert set(ps.by_name) == {("apps", "Deployment", "shop", "web")}
+    assert set(ps.by_selector) == {("apps", "Deployment", "shop")}
+    assert set(ps.any_namespace_by_name) == {("apps", "Deployment", "web")}
+    assert set(ps.any_namespace_by_selector) == {("apps", "Deployment")}
     assert set(ps.guardrails) == {("apps", "Deployment")}
     assert set(ps.scoped) == {
         ("apps", "Deployment", "*"),

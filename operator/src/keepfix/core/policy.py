@@ -212,6 +212,14 @@ class PolicySet:
     #: Guardrails by (group, kind, namespace): a Guardrail that names `namespaces` sits
     #: under each of them, one that names none under `*`. Namespaced objects look here.
     scoped: Mapping[_KindKey, tuple[tuple[int, GuardrailPolicy], ...]] = field(default_factory=dict)
+    #: Mitigations by (group, kind, name) and, for selectors, by (group, kind), whatever
+    #: their namespace: what an object without a namespace (cluster-scoped) matches.
+    any_namespace_by_name: Mapping[_KindKey, tuple[MitigationPolicy, ...]] = field(
+        default_factory=dict
+    )
+    any_namespace_by_selector: Mapping[_GroupKind, tuple[MitigationPolicy, ...]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def build(
@@ -220,17 +228,18 @@ class PolicySet:
         """Index the policies; order within a bucket is the order given."""
         by_name: dict[_NameKey, list[MitigationPolicy]] = {}
         by_selector: dict[_KindKey, list[MitigationPolicy]] = {}
+        any_name: dict[_KindKey, list[MitigationPolicy]] = {}
+        any_selector: dict[_GroupKind, list[MitigationPolicy]] = {}
         mitigation_count = 0
         for m in mitigations:
             mitigation_count += 1
-            # Also under namespace "": an object without one (a cluster-scoped kind that
-            # is not in CLUSTER_SCOPED) matches whatever namespace the Mitigation is in.
             namespace = _scoped_namespace(m.group, m.kind, m.namespace)
-            for ns in dict.fromkeys((namespace, "")):
-                if m.target_name is not None:
-                    by_name.setdefault((m.group, m.kind, ns, m.target_name), []).append(m)
-                else:
-                    by_selector.setdefault((m.group, m.kind, ns), []).append(m)
+            if m.target_name is not None:
+                by_name.setdefault((m.group, m.kind, namespace, m.target_name), []).append(m)
+                any_name.setdefault((m.group, m.kind, m.target_name), []).append(m)
+            else:
+                by_selector.setdefault((m.group, m.kind, namespace), []).append(m)
+                any_selector.setdefault((m.group, m.kind), []).append(m)
         by_kind: dict[_GroupKind, list[tuple[int, GuardrailPolicy]]] = {}
         scoped: dict[_KindKey, list[tuple[int, GuardrailPolicy]]] = {}
         order = 0
@@ -246,6 +255,8 @@ class PolicySet:
             mitigation_count=mitigation_count,
             guardrail_count=order,
             scoped={k: tuple(v) for k, v in scoped.items()},
+            any_namespace_by_name={k: tuple(v) for k, v in any_name.items()},
+            any_namespace_by_selector={k: tuple(v) for k, v in any_selector.items()},
         )
 
 
@@ -312,9 +323,14 @@ def _with_namespace(obj: Mapping[str, Any], namespace: str | None) -> Mapping[st
 def _mitigations_for(
     policies: PolicySet, obj: Mapping[str, Any], ref: Ref, group: str
 ) -> list[MitigationPolicy]:
-    namespace = ref.namespace or ""
-    found = list(policies.by_name.get((group, ref.kind, namespace, ref.name), ()))
-    for m in policies.by_selector.get((group, ref.kind, namespace), ()):
+    if ref.namespace is None:
+        named = policies.any_namespace_by_name.get((group, ref.kind, ref.name), ())
+        selecting = policies.any_namespace_by_selector.get((group, ref.kind), ())
+    else:
+        named = policies.by_name.get((group, ref.kind, ref.namespace, ref.name), ())
+        selecting = policies.by_selector.get((group, ref.kind, ref.namespace), ())
+    found = list(named)
+    for m in selecting:
         if m.selector is not None and rules.matches(m.selector, obj):
             found.append(m)
     return found
