@@ -131,6 +131,10 @@ class TransportError(ApiError):
     """Status 0: the request never got an answer (connection, TLS, timeout)."""
 
 
+class ConfigError(Exception):
+    """`connect` found no usable kubeconfig or in-cluster configuration."""
+
+
 class UnknownKind(LookupError):
     """Discovery does not know this apiVersion/kind, even after a refresh."""
 
@@ -230,17 +234,21 @@ async def connect(*, kubeconfig: str | None = None, context: str | None = None) 
     in-cluster configuration is used; else $KUBECONFIG, else ~/.kube/config.
     `context` picks a kubeconfig context (default: the current one). No
     request is made here: a cluster that is down fails the first call.
+    Raises ConfigError when no usable configuration is found.
     """
     configuration = k8s_client.Configuration()
-    if kubeconfig is None and _in_cluster():
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await k8s_config.load_kube_config(
-            config_file=_kubeconfig_path(kubeconfig),
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+    try:
+        if kubeconfig is None and _in_cluster():
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await k8s_config.load_kube_config(
+                config_file=_kubeconfig_path(kubeconfig),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (k8s_config.ConfigException, OSError, ValueError) as error:
+        raise ConfigError(f"No usable Kubernetes configuration: {error}") from error
     # Each watch holds one HTTP connection open: do not cap the pool.
     configuration.connection_pool_maxsize = 0
     return Kube(k8s_client.ApiClient(configuration))
