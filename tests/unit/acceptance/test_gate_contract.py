@@ -301,7 +301,9 @@ def test_guardrail_enforcement_decides_the_exit_code(
     assert violation["rule"] == "pinned"
     assert violation["path"] == "spec.template.spec.containers[name=web].image"
     assert violation["actual"] == "nginx:latest"
+    assert violation["expected"] == {"notMatches": ":latest$"}
     assert violation["incident"] == "INC-99"
+    assert violation["severity"] in {"Critical", "High", "Medium", "Low"}
 
 
 def test_guardrail_match_is_honoured_by_the_gate(tmp_path: pathlib.Path) -> None:
@@ -1174,3 +1176,39 @@ def test_policies_exported_as_a_kubectl_list_are_read_item_by_item() -> None:
     )
     assert run.code == 1, run.err
     assert "against 1 Mitigation and 1 Guardrail" in run.out
+
+
+@pytest.mark.parametrize(
+    ("resources", "selected"),
+    [
+        ("[{kinds: [Deployment]}]", True),  # no apiGroups: any group
+        ('[{apiGroups: ["*"], kinds: ["*"]}]', True),
+        ('[{apiGroups: [apps], kinds: ["*"]}]', True),
+        ('[{apiGroups: ["*"], kinds: [Deployment]}]', True),
+        ('[{apiGroups: [""], kinds: [Deployment]}]', False),  # "" is the core group
+        ("[{apiGroups: [extensions], kinds: [Deployment]}]", False),
+        (
+            "[{apiGroups: [apps], kinds: [StatefulSet]}, {apiGroups: [apps], kinds: [Deployment]}]",
+            True,
+        ),
+    ],
+)
+def test_the_gate_selects_guardrails_by_group_and_kind_like_the_cluster(
+    tmp_path: pathlib.Path, resources: str, selected: bool
+) -> None:
+    policy = write(
+        tmp_path,
+        "g.yaml",
+        f"""\
+        apiVersion: keepfix.dev/v1alpha1
+        kind: Guardrail
+        metadata: {{name: g}}
+        spec:
+          match: {{resources: {resources}}}
+          rules:
+            - {{name: r, path: spec.replicas, atLeast: 2}}
+          enforcement: Deny
+        """,
+    )
+    manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {replicas: 1}\n"
+    assert gate("--policies", policy, "--manifests", "-", stdin=manifest).code == int(selected)
