@@ -261,6 +261,32 @@ def test_plain_decimal_spellings_of_one_cpu_quantity_are_equal(a: str, b: str) -
     assert diff.diff([field(cpu, a)], live) == ()
 
 
+SPELLINGS: list[Any] = [1, 1.0, "1", "1.0", "1000m", "1e0", "+1", 0.5, "0.5", "500m", "0.50"]
+
+
+def test_scalar_equality_is_symmetric() -> None:
+    for a in SPELLINGS:
+        for b in SPELLINGS:
+            assert values.equal(a, b) == values.equal(b, a), (a, b)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason='BUG: scalar equality is not transitive: "1" == "1000m" == "1.0" but "1" != "1.0" '
+    "(same root cause as the cpu quantity bug)",
+)
+def test_scalar_equality_is_transitive() -> None:
+    # Issue 3: "semantic equality is an equivalence relation".
+    broken = [
+        (a, b, c)
+        for a in SPELLINGS
+        for b in SPELLINGS
+        for c in SPELLINGS
+        if values.equal(a, b) and values.equal(b, c) and not values.equal(a, c)
+    ]
+    assert broken == []
+
+
 def test_a_declared_mapping_is_a_subset_extra_live_keys_are_ignored() -> None:
     declared = {"limits": {"memory": "512Mi"}}
     live = {"limits": {"memory": "0.5Gi", "cpu": "1"}, "requests": {"cpu": "100m"}}
