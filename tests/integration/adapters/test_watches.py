@@ -419,3 +419,24 @@ async def test_bookmarks_advance_a_quiet_watch(
             ("ADDED", "quiet")
         ]
         assert manager._watches[key].relists == 1
+
+
+async def test_release_from_inside_the_callback(api: kube.Kube, namespace: str) -> None:
+    """A callback may release its own key (stop on DELETED) without deadlock or leak."""
+    holder: list[watches.WatchManager] = []
+    released: list[str] = []
+
+    async def stop_on_delete(event: watches.WatchEvent) -> None:
+        if event.type == "DELETED":
+            released.append(event.object["metadata"]["name"])
+            await holder[0].release(event.key)
+
+    await api.create(CONFIGMAPS, body=configmap(namespace, "once"))
+    key = watches.WatchKey("v1", "ConfigMap", namespace, "once")
+    async with new_manager(api, stop_on_delete) as manager:
+        holder.append(manager)
+        await manager.ensure(key)
+        await asyncio.wait_for(manager.wait_synced(key), 60)
+        await api.delete(CONFIGMAPS, namespace=namespace, name="once")
+        await until(lambda: not watch_tasks(), "the watch task to end")
+        assert (released, manager.open_watches()) == (["once"], [])

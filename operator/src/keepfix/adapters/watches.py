@@ -250,6 +250,8 @@ class WatchManager:
         if task is None:
             return
         task.cancel()
+        if task is asyncio.current_task():
+            return  # released from its own callback: the cancellation ends it
         try:
             await task
         except asyncio.CancelledError:
