@@ -216,6 +216,8 @@ def test_alert_only_leaves_the_drift_and_resolves_when_fixed_by_hand(
         "phase Drifted",
     )
 
+    patch(cluster, "configmap", "limits", namespace, {"data": {"note": "x"}}, "other-tool")
+
     patch(cluster, "configmap", "limits", namespace, {"data": {"max": "10"}}, "kubectl-edit")
 
     reg = until(
@@ -224,6 +226,10 @@ def test_alert_only_leaves_the_drift_and_resolves_when_fixed_by_hand(
         "Regression Resolved",
     )
     assert reg["status"]["resolutionSeconds"] > 0
+    assert reg["spec"]["occurrences"] == 1, (
+        "an unrelated change of a drifted object is no new drift"
+    )
+    assert get(cluster, "mitigation", "limits-fix", namespace)["status"]["drifts"] == 1
     assert reg["status"]["resolvedAt"]
     eventually(
         lambda: (

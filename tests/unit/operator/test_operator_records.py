@@ -137,7 +137,10 @@ def test_phase_follows_targets_drift_and_window() -> None:
     """Pending without targets, Drifted with one drifted, Expired after the window."""
     assert drift.phase_of(entry(), NOW) == "Pending"
     assert drift.phase_of(entry(targets={"t"}), NOW) == "Watching"
-    assert drift.phase_of(entry(targets={"t"}, drifted={"t"}), NOW) == "Drifted"
+    assert (
+        drift.phase_of(entry(targets={"t"}, drifted={"t": ("sha256:x", "Alerted")}), NOW)
+        == "Drifted"
+    )
     later = NOW + datetime.timedelta(days=31)
     assert drift.phase_of(entry(targets={"t"}), later) == "Expired"
 

@@ -90,6 +90,8 @@ class Pipeline:
         self.objects: dict[str, ObjectState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._status_tasks: dict[registry_.Key, asyncio.Task[None]] = {}
+        self._status_dirty: set[registry_.Key] = set()
+        self._status_locks: dict[registry_.Key, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ entry points
 
@@ -153,7 +155,7 @@ class Pipeline:
         for entry in self.registry.mitigations.values():
             if uid in entry.targets:
                 entry.targets.discard(uid)
-                entry.drifted.discard(uid)
+                entry.drifted.pop(uid, None)
                 entry.open.pop(uid, None)
                 self.schedule_status(entry)
 
@@ -187,6 +189,18 @@ class Pipeline:
         arrived: float,
     ) -> dict[str, Any]:
         uid = str(obj["metadata"].get("uid") or "")
+        signature = scoring.signature(
+            scoring.kind_key(str(obj.get("apiVersion")), str(obj.get("kind"))), drifts
+        )
+        seen = entry.drifted.get(uid)
+        if (
+            seen is not None
+            and seen[0] == signature
+            and seen[1] != conventions.ACTION_ROLLBACK_FAILED
+        ):
+            # The same drift, still there (an alert, a fight, or an unrelated change such
+            # as a controller's status update): nothing new to act on or to record.
+            return obj
         now = regressions.now()
         mono = time.monotonic()
         self.metrics.drift_detected.inc()
@@ -211,9 +225,7 @@ class Pipeline:
         )
         await self._report(entry, obj, outcome, changed_by)
         occurrence = regressions.Occurrence(
-            signature=scoring.signature(
-                scoring.kind_key(str(obj.get("apiVersion")), str(obj.get("kind"))), drifts
-            ),
+            signature=signature,
             severity=severity,
             action=outcome.action,
             drift=regressions.drift_items(drifts, secret=secret),
@@ -254,7 +266,7 @@ class Pipeline:
         if current is not None and not diff.diff(entry.fields, current):
             await self._settled(entry, current, uid, changed=True)
             return current
-        entry.drifted.add(uid)
+        entry.drifted[uid] = (signature, outcome.action)
         self.schedule_status(entry)
         return current or obj
 
@@ -382,7 +394,7 @@ class Pipeline:
     ) -> None:
         """The object is at its stable state: resolve its open Regressions."""
         was_drifted = uid in entry.drifted
-        entry.drifted.discard(uid)
+        entry.drifted.pop(uid, None)
         opened = entry.open.pop(uid, {})
         at = regressions.now()
         for known in opened.values():
@@ -476,35 +488,44 @@ class Pipeline:
     # ------------------------------------------------------------------ status
 
     def schedule_status(self, entry: registry_.MitigationEntry) -> None:
-        """Patch the Mitigation's status soon; several changes in a row make one patch."""
+        """Patch the Mitigation's status soon; changes during a write make one more write."""
         key = (entry.namespace, entry.name)
+        self._status_dirty.add(key)
         running = self._status_tasks.get(key)
         if running is not None and not running.done():
             return
-        task = asyncio.create_task(self._status_soon(entry))
-        self._status_tasks[key] = task
+        self._status_tasks[key] = asyncio.create_task(self._status_soon(entry))
 
     async def _status_soon(self, entry: registry_.MitigationEntry) -> None:
-        await asyncio.sleep(0)
-        try:
-            await self.write_status(entry)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            logger.warning(
-                "Mitigation status failed: %s/%s error=%s", entry.namespace, entry.name, error
-            )
+        key = (entry.namespace, entry.name)
+        while key in self._status_dirty:
+            self._status_dirty.discard(key)
+            await asyncio.sleep(0)
+            try:
+                await self.write_status(entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning(
+                    "Mitigation status failed: %s/%s error=%s", entry.namespace, entry.name, error
+                )
 
     async def write_status(self, entry: registry_.MitigationEntry) -> None:
-        """Patch the Mitigation's status subresource with the current counters and phase."""
-        if self.registry.mitigations.get((entry.namespace, entry.name)) is not entry:
-            return
-        await self.kube.patch_status(
-            MITIGATIONS,
-            namespace=entry.namespace,
-            name=entry.name,
-            merge_patch={"status": status_of(entry, regressions.now())},
-        )
+        """Patch the Mitigation's status subresource with the current counters and phase.
+
+        Writes of one Mitigation are serialized and each computes the status when
+        its turn comes, so the last write always carries the latest state.
+        """
+        key = (entry.namespace, entry.name)
+        async with self._status_locks.setdefault(key, asyncio.Lock()):
+            if self.registry.mitigations.get(key) is not entry:
+                return
+            await self.kube.patch_status(
+                MITIGATIONS,
+                namespace=entry.namespace,
+                name=entry.name,
+                merge_patch={"status": status_of(entry, regressions.now())},
+            )
 
     async def _event(  # noqa: PLR0917
         self,

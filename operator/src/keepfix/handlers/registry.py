@@ -48,7 +48,8 @@ class MitigationEntry:
     regressions: int = 0
     last_regression: str | None = None
     targets: set[str] = dataclasses.field(default_factory=set)
-    drifted: set[str] = dataclasses.field(default_factory=set)
+    #: Drifted target uids -> (signature, action) of the drift last recorded.
+    drifted: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     open: dict[str, dict[str, regressions_.Known]] = dataclasses.field(default_factory=dict)
     expired_announced: bool = False
 
