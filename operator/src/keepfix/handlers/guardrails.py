@@ -132,7 +132,7 @@ async def forget(name: str) -> None:
 
 
 async def _watch_keys(model: models.Guardrail) -> tuple[watches_.WatchKey, ...]:
-    """One all-namespaces stream per concrete (group, kind) the Guardrail names.
+    """One stream per concrete (group, kind) the Guardrail names (per watched namespace).
 
     Wildcards are not watched at run time (admission still covers them): a
     cluster-wide stream of every kind would cost more than it finds.
@@ -147,7 +147,9 @@ async def _watch_keys(model: models.Guardrail) -> tuple[watches_.WatchKey, ...]:
                 api_version = await _api_version(rt.kube, group, kind)
                 if api_version is None:
                     continue
-                keys.append(watches_.WatchKey(api_version, kind))
+                # An operator limited to namespaces (--namespace) audits only those.
+                for namespace in rt.settings.namespaces or (None,):
+                    keys.append(watches_.WatchKey(api_version, kind, namespace))
     return tuple(dict.fromkeys(keys))
 
 
@@ -170,7 +172,8 @@ async def audit_all(name: str, audit: Audit) -> None:
     audit.violating.clear()
     for key in audit.keys:
         resource = await rt.kube.resource_for(key.api_version, key.kind)
-        items, _ = await rt.kube.list(resource)
+        namespace = key.namespace if resource.namespaced else None
+        items, _ = await rt.kube.list(resource, namespace=namespace)
         for item in items:
             await check(name, audit, item)
     _schedule_status(name, audit)
