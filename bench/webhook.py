@@ -117,8 +117,8 @@ def evaluation(count: int) -> dict[str, dict[str, float]]:
     shared machine is most of the wall-clock tail.
     """
     built = policy_set(policies())
-    reviewer = review.Reviewer(policies=lambda: built)
-    reviewer.warm()
+    reviewer = review.Reviewer()
+    reviewer.publish(built)
     bodies = reviews(count)
     hooks = (conventions.WEBHOOK_GUARDRAILS, conventions.WEBHOOK_MITIGATIONS)
     for body in bodies[:200]:  # warm-up

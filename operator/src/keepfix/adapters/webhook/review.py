@@ -188,19 +188,27 @@ def response(uid: str, verdict: Verdict) -> dict[str, Any]:
 
 
 class Reviewer:
-    """The review callable the server runs: decode, decide, count, answer; never raises."""
+    """The review callable the server runs: decode, decide, count, answer; never raises.
+
+    Policies come either from `policies` (a getter asked on every review; the
+    per-webhook views are rebuilt when it returns a new set) or, with no
+    getter, only from `publish`, which the webhook's sync loop calls on the
+    operator's event loop while reviews run on the server's own thread: the
+    views are built before one reference swap, so a review never builds
+    anything and never sees half a swap.
+    """
 
     def __init__(
         self,
         *,
-        policies: PolicyGetter,
+        policies: PolicyGetter | None = None,
         on_prevented: OnPrevented | None = None,
         on_counted: OnCounted | None = None,
     ) -> None:
         self._policies = policies
         self._on_prevented = on_prevented
         self._on_counted = on_counted
-        self._views: tuple[policy.PolicySet | None, dict[str, policy.PolicySet]] = (None, {})
+        self._views: tuple[policy.PolicySet | None, Mapping[str, policy.PolicySet]] = (None, {})
 
     def __call__(self, webhook: str, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = _uid(body)
@@ -218,27 +226,26 @@ class Reviewer:
         self._count(request.kind, result, dry_run=request.dry_run)
         return response(uid, result)
 
+    @property
+    def published(self) -> policy.PolicySet | None:
+        """The PolicySet reviews use now (None before the first `publish`)."""
+        return self._views[0]
+
+    def publish(self, policies: policy.PolicySet) -> None:
+        """Use `policies` from the next review on (views built first, then swapped in)."""
+        views = {kind: only(policies, kind) for kind in WEBHOOK_POLICY_KIND.values()}
+        self._views = (policies, views)
+
     def view(self, policy_kind: str | None) -> policy.PolicySet:
-        """The current policies of one kind, built once per PolicySet the registry swaps in.
-
-        The first review after a swap builds the views unless `warm` ran first
-        (the webhook's sync loop calls it when it sees a new set).
-        """
-        current = self._policies()
-        if policy_kind is None:
-            return current
+        """The current policies of one policy kind (None: all of them)."""
+        if self._policies is not None:
+            current = self._policies()
+            if self._views[0] is not current:
+                self.publish(current)
         source, views = self._views
-        if source is not current:
-            views = {}
-            self._views = (current, views)
-        if policy_kind not in views:
-            views[policy_kind] = only(current, policy_kind)
-        return views[policy_kind]
-
-    def warm(self) -> None:
-        """Build the per-webhook views of the current policies off the request path."""
-        for policy_kind in WEBHOOK_POLICY_KIND.values():
-            self.view(policy_kind)
+        if source is None:
+            raise LookupError("No policies published yet")
+        return source if policy_kind is None else views[policy_kind]
 
     def _count(self, kind: str, result: Verdict, *, dry_run: bool) -> None:
         # Side effects only for real requests; the callbacks only enqueue.

@@ -16,11 +16,14 @@ next handshake.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -150,3 +153,54 @@ async def _healthz(_request: aiohttp.web.Request) -> aiohttp.web.Response:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+class Threaded:
+    """Runs a `Server` on its own thread and event loop.
+
+    The operator's event loop is busy with watches, the drift pipeline and
+    status writes; a review queued behind that work would wait for it. On its
+    own loop a review waits at most for the interpreter to switch threads.
+    The review callable must therefore be thread-safe: `review.Reviewer` reads
+    one published reference and hands side effects to callbacks that cross
+    back with `call_soon_threadsafe`.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Start the thread and wait until the server listens (raises what start raised)."""
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="keepfix-webhook", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    async def stop(self) -> None:
+        """Stop the server and its loop, and wait for the thread; safe to call twice."""
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.server.start())
+        except BaseException as error:
+            ready.set_exception(error)
+            loop.close()
+            return
+        self._loop = loop
+        ready.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self.server.stop())
+            loop.close()

@@ -1,11 +1,13 @@
 """The admission webhook as one running thing: certificates, server, registration.
 
-`Webhook.start` makes or finds the TLS files, starts the HTTPS server,
-registers the ValidatingWebhookConfiguration and starts two background
-tasks: the sync loop (re-registers when the PolicySet getter returns a new
-set, when the CA file changes, and every `resync_interval` to pick up kinds
-whose CRD arrived later) and the `status.prevented` flusher. `stop` ends
-them and closes the server, leaving the configuration in place (see
+`Webhook.start` makes or finds the TLS files, starts the HTTPS server on its
+own thread and event loop (`server.Threaded`: a review never queues behind
+the operator's work), registers the ValidatingWebhookConfiguration and starts
+two background tasks on the operator's loop: the sync loop (publishes a new
+PolicySet to the reviewer as soon as the getter returns one, re-registers
+when it or the CA file changed, and every `resync_interval` to pick up kinds
+whose CRD arrived later) and the `status.prevented` flusher. `stop` ends them
+and closes the server, leaving the configuration in place (see
 `registration`).
 
 Modes: `dev` registers `https://127.0.0.1:PORT` (the API server runs on this
@@ -38,12 +40,13 @@ from typing import Final, Literal
 from keepfix.adapters import kube as kube_mod
 from keepfix.adapters import metrics as metrics_mod
 from keepfix.adapters.webhook import certs, prevented, registration, review, server
+from keepfix.core import policy
 
 logger = logging.getLogger(__name__)
 
 Mode = Literal["dev", "service"]
 DEV_HOSTS: Final = ("127.0.0.1", "localhost")
-SYNC_INTERVAL: Final = 0.5
+SYNC_INTERVAL: Final = 0.25
 RESYNC_INTERVAL: Final = 60.0
 
 
@@ -98,9 +101,9 @@ class Webhook:
         self._metrics = metrics
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self.prevented = prevented.PreventedCounter(kube=kube, interval=config.prevented_interval)
-        self.reviewer = review.Reviewer(
-            policies=policies, on_prevented=self.prevented.add, on_counted=self._count
-        )
+        self.reviewer = review.Reviewer(on_prevented=self._prevented, on_counted=self._count)
+        self.reviewer.publish(policies())
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tmp: pathlib.Path | None = None
         self.paths = self._certificates()
         self.server = server.Server(
@@ -110,12 +113,14 @@ class Webhook:
             review=self.reviewer,
             observe=self._observe,
         )
+        self._threaded = server.Threaded(self.server)
         self.registrar: registration.Registrar | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Serve, register, and start the background loops."""
-        await self.server.start()
+        """Serve (on the server's own thread), register, and start the background loops."""
+        self._loop = asyncio.get_running_loop()
+        await self._threaded.start()
         self.registrar = registration.Registrar(kube=self._kube, options=self._options())
         with contextlib.suppress(kube_mod.ApiError):
             await self.sync()
@@ -134,7 +139,7 @@ class Webhook:
             await self.prevented.flush()
         except Exception as error:  # the client may already be closed at shutdown
             logger.warning("Prevented counts not written at shutdown: %s", error)
-        await self.server.stop()
+        await self._threaded.stop()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -144,23 +149,22 @@ class Webhook:
         if force:
             self.registrar = registration.Registrar(kube=self._kube, options=self._options())
         try:
-            return await self.registrar.sync(registration.targets(self._policies()))
+            return await self.registrar.sync(registration.targets(self._publish()))
         except kube_mod.ApiError as error:
             logger.warning("ValidatingWebhookConfiguration not applied: %s", error)
             raise
 
     async def _sync_loop(self) -> None:
-        seen = (self._policies(), _mtime(self._ca_file()))
+        seen = (self.reviewer.published, _mtime(self._ca_file()))
         since = 0.0
         while True:
             await asyncio.sleep(self.config.sync_interval)
             since += self.config.sync_interval
-            now = (self._policies(), _mtime(self._ca_file()))
+            now = (self._publish(), _mtime(self._ca_file()))
             due = since >= self.config.resync_interval
             if now[0] is seen[0] and now[1] == seen[1] and not due:
                 continue
             try:
-                self.reviewer.warm()
                 await self.sync(force=due or now[1] != seen[1])
             except kube_mod.ApiError:
                 continue  # logged; the next tick retries
@@ -168,6 +172,18 @@ class Webhook:
                 logger.exception("ValidatingWebhookConfiguration sync failed")
                 continue
             seen, since = now, (0.0 if due else since)
+
+    def _publish(self) -> policy.PolicySet:
+        # Reviews see a new PolicySet from here, a sync-loop tick after the registry.
+        current = self._policies()
+        if current is not self.reviewer.published:
+            self.reviewer.publish(current)
+        return current
+
+    def _prevented(self, ref: policy.Ref) -> None:
+        # Called on the server's thread; the counter lives on the operator's loop.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.prevented.add, ref)
 
     def _options(self) -> registration.Options:
         c = self.config
