@@ -1252,3 +1252,22 @@ def test_json_and_sarif_escape_control_characters() -> None:
         )
         assert "\x1b" not in run.out
         assert "evil" in json.dumps(run.json())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: two different definitions of one Mitigation (same namespace/name, e.g. in two "
+    "files) are both enforced, so no manifest can pass (expected 3 and expected 5)",
+)
+def test_one_mitigation_defined_twice_is_bad_input_or_enforced_once(tmp_path: pathlib.Path) -> None:
+    # The cluster holds one object per namespace/name: `kubectl apply -f policies/` leaves
+    # the last one. The gate must not demand two values of one field at once; refusing the
+    # ambiguity (exit 2, naming both files) is as good as keeping one definition.
+    first = write(tmp_path, "a.yaml", MITIGATION.read_text())
+    second = write(tmp_path, "b.yaml", MITIGATION.read_text().replace("value: 3", "value: 5"))
+    at_three = gate("--policies", first, second, "--manifests", "-", stdin=web(replicas=3))
+    if at_three.code == 2:
+        assert_bad_input(at_three, "a.yaml", "b.yaml")
+        return
+    at_five = gate("--policies", first, second, "--manifests", "-", stdin=web(replicas=5))
+    assert 0 in (at_three.code, at_five.code), at_three.out + at_five.out
