@@ -41,6 +41,8 @@ DATA = pathlib.Path(__file__).resolve().parent / "data"
 EXAMPLES = REPO / "examples"
 SARIF_SCHEMA = REPO / "tests" / "unit" / "data" / "sarif-schema-2.1.0.json"
 KEEPFIX = REPO / ".venv" / "bin" / "keepfix"
+#: The installed script as a user runs it; `python -m keepfix` where the venv lives elsewhere.
+KEEPFIX_COMMAND = [str(KEEPFIX)] if KEEPFIX.exists() else [sys.executable, "-m", "keepfix"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def gate(*args: str | pathlib.Path, stdin: str = "") -> Run:
 def gate_process(*args: str | pathlib.Path, stdin: str = "", cwd: pathlib.Path = REPO) -> Run:
     """`keepfix gate ARGS` as a subprocess of the installed script."""
     done = subprocess.run(
-        [str(KEEPFIX), "gate", *map(str, args)],
+        [*KEEPFIX_COMMAND, "gate", *map(str, args)],
         input=stdin,
         capture_output=True,
         text=True,
@@ -781,6 +783,14 @@ def test_a_missing_path_and_stdin_named_twice_are_bad_input(tmp_path: pathlib.Pa
         gate("--policies", tmp_path / "nope.yaml", "--manifests", "-", stdin=web()), "nope.yaml"
     )
     assert_bad_input(gate("--policies", "-", "--manifests", "-", stdin=MITIGATION.read_text()), "-")
+
+
+def test_a_file_that_is_not_utf8_is_bad_input(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    (folder / "latin1.yaml").write_bytes("metadata: {name: caf\xe9}\n".encode("latin-1"))
+    run = gate("--policies", MITIGATION, "--manifests", folder)
+    assert_bad_input(run, "latin1.yaml", "UTF-8")
 
 
 def test_every_problem_is_reported_at_once(tmp_path: pathlib.Path) -> None:
