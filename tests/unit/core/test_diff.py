@@ -200,3 +200,82 @@ def test_captured_fields_see_a_changed_leaf() -> None:
     (drift,) = diff.diff(diff.capture_fields(obj), changed)
     assert drift.path == "spec.ports"
     assert drift.actual == [{"port": 80, "targetPort": 9090}]
+
+
+# --- what the API server stores differently -------------------------------------
+
+
+def _pod(container: dict[str, object]) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [container]}}
+
+
+def test_a_zero_the_server_omits_is_not_drift() -> None:
+    """readOnly: false, nodePort: 0 and serviceAccount: "" come back absent: not drift."""
+    live = _pod({"name": "web", "volumeMounts": [{"name": "data", "mountPath": "/d"}]})
+    fields = [
+        diff.ProtectedField("spec.containers[name=web].volumeMounts[name=data].readOnly", False),
+        diff.ProtectedField("spec.serviceAccount", ""),
+        diff.ProtectedField(
+            "spec.containers[name=web].volumeMounts", [{"name": "data", "readOnly": False}]
+        ),
+    ]
+    assert diff.diff(fields, live) == ()
+
+
+def test_a_pointer_field_declared_false_must_be_present() -> None:
+    """allowPrivilegeEscalation absent means true: a declared false that is gone is drift."""
+    live = _pod({"name": "web", "securityContext": {}})
+    path = "spec.containers[name=web].securityContext.allowPrivilegeEscalation"
+    (drift,) = diff.diff([diff.ProtectedField(path, False)], live)
+    assert (drift.present, drift.expected) == (False, False)
+
+
+def test_a_zero_the_server_omits_still_drifts_when_set_otherwise() -> None:
+    """readOnly: true where the fix says false is drift."""
+    live = _pod({"name": "web", "volumeMounts": [{"name": "data", "readOnly": True}]})
+    path = "spec.containers[name=web].volumeMounts[name=data].readOnly"
+    (drift,) = diff.diff([diff.ProtectedField(path, False)], live)
+    assert drift.actual is True
+
+
+SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque"}
+
+
+def test_secret_string_data_is_checked_through_data() -> None:
+    """The server folds stringData into data (base64): a declared stringData.KEY holds there."""
+    live = {**SECRET, "data": {"token": "czNjcjN0"}}  # base64 of "s3cr3t"
+    assert diff.diff([diff.ProtectedField("stringData.token", "s3cr3t")], live) == ()
+    (drift,) = diff.diff([diff.ProtectedField("stringData.token", "other")], live)
+    assert (drift.path, drift.pointer) == ("data.token", "/data/token")
+    assert drift.actual == "czNjcjN0"
+
+
+def test_secret_manifest_with_string_data_compares_as_written() -> None:
+    """A manifest (as the gate reads it) still carries stringData: compared directly."""
+    manifest = {**SECRET, "stringData": {"token": "s3cr3t"}}
+    assert diff.diff([diff.ProtectedField("stringData.token", "s3cr3t")], manifest) == ()
+    assert diff.diff([diff.ProtectedField("stringData.token", "x")], manifest)
+
+
+def test_secret_known_bad_string_data_is_recognised_in_data() -> None:
+    """A known-bad stringData value is recognised once stored as base64 data."""
+    live = {**SECRET, "data": {"mode": "ZGVidWc="}}  # base64 of "debug"
+    field = diff.ProtectedField("stringData.mode", "safe", known_bad=("debug",))
+    (drift,) = diff.diff([field], live)
+    assert drift.known_bad
+
+
+@pytest.mark.parametrize(
+    ("path", "pointer"),
+    [
+        ("stringData", "/stringData"),
+        ("stringData.a.b", "/stringData/a/b"),
+        ("/stringData/token", "/stringData/token"),
+        ("type", "/type"),
+    ],
+)
+def test_secret_paths_other_than_string_data_keys_are_left_alone(path: str, pointer: str) -> None:
+    """Only `stringData.KEY` is translated to data; other Secret paths are checked as written."""
+    live = {**SECRET, "data": {"token": "czNjcjN0"}}
+    (drift,) = diff.diff([diff.ProtectedField(path, "x")], live)
+    assert drift.pointer == pointer

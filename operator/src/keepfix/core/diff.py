@@ -18,6 +18,7 @@ what ``capture: true`` and the zero-phantom-drift tests need.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,11 +65,48 @@ class Drift:
 def diff(fields: Iterable[ProtectedField], live: Mapping[str, Any]) -> tuple[Drift, ...]:
     """The drifted fields, sorted by path (then pointer), without duplicates."""
     found: dict[tuple[str, str, str], Drift] = {}
+    if _stored_secret(live):
+        fields = [_secret_field(field) for field in fields]
     for field in fields:
         for drift in _field_drifts(field, live):
             expected = json.dumps(values.canonical(drift.expected), sort_keys=True, default=str)
             found.setdefault((drift.path, drift.pointer, expected), drift)
     return tuple(found[key] for key in sorted(found))
+
+
+def _stored_secret(live: Mapping[str, Any]) -> bool:
+    """A core Secret as the API server returns it (a manifest may still carry stringData)."""
+    core = "/" not in str(live.get("apiVersion", "v1"))
+    return live.get("kind") == "Secret" and core and "stringData" not in live
+
+
+def _secret_field(field: ProtectedField) -> ProtectedField:
+    """A Secret's `stringData.KEY` as the API server stores it: `data.KEY`, base64.
+
+    `stringData` is write-only: the server folds it into `data` and never
+    returns it, so a fix declared (or captured from a manifest) as stringData
+    is checked, and rolled back, through data.
+    """
+    parsed = paths.parse(field.path)
+    head = parsed.segments[0] if parsed.segments else None
+    if not (isinstance(head, paths.Key) and head.name == "stringData") or parsed.pointer:
+        return field
+    rest = parsed.segments[1:]
+    if len(rest) != 1 or not isinstance(rest[0], paths.Key):
+        return field
+    encode = _base64_text
+    data_path = paths.format(paths.Path((paths.Key("data"), rest[0])))
+    return ProtectedField(
+        path=data_path,
+        value=None if field.value is None else encode(field.value),
+        known_bad=tuple(encode(bad) for bad in field.known_bad if bad is not None),
+        absent=field.absent,
+        whole=field.whole,
+    )
+
+
+def _base64_text(value: Any) -> str:
+    return base64.b64encode(str(value).encode()).decode()
 
 
 def _field_drifts(field: ProtectedField, live: Mapping[str, Any]) -> Iterator[Drift]:
@@ -90,7 +128,9 @@ def _holds(field: ProtectedField, match: paths.Match) -> bool:
     if field.requires_absent:
         return not match.present or match.value is None
     if not match.present:
-        return values.is_empty(field.value)
+        return values.is_empty(field.value) or values.omitted_zero(
+            last_key(match.concrete), field.value
+        )
     expected, actual = field.value, match.value
     if field.whole and match.pointer == "/metadata":
         expected, actual = _without_server_metadata(expected), _without_server_metadata(actual)

@@ -137,7 +137,7 @@ def equal(declared: Any, live: Any, *, field: str | None = None, whole: bool = F
     ``field`` is the key the values sit under, which decides whether a list
     merges by key; ``whole`` compares mappings and merge-keyed lists exactly.
     """
-    if live is None and is_empty(declared):
+    if live is None and (is_empty(declared) or omitted_zero(field, declared)):
         return True
     if isinstance(declared, Mapping):
         return isinstance(live, Mapping) and _mapping_equal(declared, live, whole)
@@ -183,6 +183,38 @@ def _mapping_equal(declared: Mapping[str, Any], live: Mapping[str, Any], whole: 
 def is_empty(value: Any) -> bool:
     """An empty mapping or list, which Kubernetes treats like an absent field."""
     return isinstance(value, (Mapping, list)) and not value
+
+
+#: Fields the API server types as plain (not pointer) values with `omitempty`:
+#: it drops them when they hold their zero value (false, 0, ""), so an absent
+#: one *is* that zero. Pointer fields such as allowPrivilegeEscalation,
+#: runAsNonRoot or replicas are not here: for them absent means "the default",
+#: which may not be the zero, and a declared false must be present to hold.
+OMITTED_ZEROS: Final = frozenset(
+    {
+        "readOnly",
+        "serviceAccount",
+        "nodePort",
+        "hostPort",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "stdin",
+        "stdinOnce",
+        "tty",
+        "subPath",
+        "subPathExpr",
+    }
+)
+
+
+def omitted_zero(field: str | None, declared: Any) -> bool:
+    """Whether an absent ``field`` holds ``declared``: a zero the server omits (OMITTED_ZEROS)."""
+    if field not in OMITTED_ZEROS:
+        return False
+    if isinstance(declared, bool):
+        return declared is False
+    return (isinstance(declared, int | float) and declared == 0) or declared == ""
 
 
 def _absent(value: Any) -> bool:
