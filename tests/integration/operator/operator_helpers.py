@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,8 +94,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_operator(kubeconfig: Path, log: Path, **env: str) -> Operator:
-    """Start the operator and wait until /healthz answers."""
+def start_operator(
+    kubeconfig: Path, log: Path, *, argv: Sequence[str] = ("-m", "keepfix.handlers"), **env: str
+) -> Operator:
+    """Start the operator (`python ARGV`) and wait until /healthz answers."""
     port = free_port()
     environ = {
         **os.environ,
@@ -106,12 +108,16 @@ def start_operator(kubeconfig: Path, log: Path, **env: str) -> Operator:
         **env,
     }
     handle = log.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "keepfix.handlers"], env=environ, stdout=handle, stderr=handle
-    )
+    proc = subprocess.Popen([sys.executable, *argv], env=environ, stdout=handle, stderr=handle)
     handle.close()
     op = Operator(proc, log, port)
-    eventually(lambda: op.healthy() or (proc.poll() is not None and _died(op)), "operator healthy")
+    try:
+        eventually(
+            lambda: op.healthy() or (proc.poll() is not None and _died(op)), "operator healthy"
+        )
+    except BaseException:
+        op.stop()
+        raise
     return op
 
 
