@@ -81,3 +81,10 @@ def test_a_problem_about_a_whole_file_has_no_document() -> None:
     assert str(sources.Problem("x.yaml", None, "no such file or directory")) == (
         "x.yaml: no such file or directory"
     )
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_document(tmp_path: pathlib.Path) -> None:
+    """Files saved by some Windows editors start with a BOM."""
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfapiVersion: v1\nkind: ConfigMap\n")
+    loaded = sources.read([str(tmp_path / "bom.yaml")], stdin=io.StringIO())
+    assert [d.body for d in loaded.documents] == [{"apiVersion": "v1", "kind": "ConfigMap"}]

@@ -87,7 +87,7 @@ def _texts(
                 continue
             seen.add(file.resolve())
             try:
-                yield str(file), file.read_text(encoding="utf-8")
+                yield str(file), file.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(Problem(str(file), None, _os_message(exc)))
 
