@@ -207,3 +207,45 @@ def test_a_custom_kind_whose_crd_comes_after_the_operator(
     [reg] = regressions(cluster, namespace)
     assert reg["spec"]["target"]["kind"] == "Widget"
     assert items(cluster, "widgets.late.example.com", namespace)
+
+
+def test_capture_takes_the_stable_value_once(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """capture: true stores the live value in status.stable and never captures it again."""
+    apply(cluster, configmap("cap", namespace, {"pool": "40"}))
+    apply(
+        cluster,
+        mitigation(
+            "cap-fix",
+            namespace,
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "cap"},
+            [{"path": "data.pool"}],
+            capture=True,
+            action="Alert",
+        ),
+    )
+    status = until(
+        lambda: get(cluster, "mitigation", "cap-fix", namespace).get("status") or {},
+        lambda s: s.get("phase") == "Watching",
+        "Mitigation Watching",
+    )
+    assert status["stable"] == [{"path": "data.pool", "value": "40"}]
+
+    patch(cluster, "configmap", "cap", namespace, {"data": {"pool": "4"}}, "kubectl-edit")
+    eventually(
+        lambda: get(cluster, "mitigation", "cap-fix", namespace)["status"]["phase"] == "Drifted",
+        "phase Drifted",
+    )
+    patch(cluster, "mitigation", "cap-fix", namespace, {"spec": {"category": "HumanError"}}, "me")
+
+    status = until(
+        lambda: get(cluster, "mitigation", "cap-fix", namespace)["status"],
+        lambda s: s.get("observedGeneration") == 2,
+        "the edited Mitigation handled",
+    )
+    assert status["stable"] == [{"path": "data.pool", "value": "40"}]
+    assert status["phase"] == "Drifted"
+    [reg] = regressions(cluster, namespace)
+    assert reg["spec"]["drift"][0]["expected"] == "40"
+    assert reg["spec"]["occurrences"] == 1

@@ -167,6 +167,8 @@ def build_entry(
         entry.drifts, entry.rollbacks = previous.drifts, previous.rollbacks
         entry.regressions, entry.last_regression = previous.regressions, previous.last_regression
         entry.open, entry.expired_announced = previous.open, previous.expired_announced
+        # A drift already recorded is not a new one because the spec was edited.
+        entry.drifted = previous.drifted
     return entry
 
 
