@@ -219,11 +219,11 @@ def test_audit_allows_silently_and_counts(
 ) -> None:
     """An Audit finding lets the object in without a warning and counts it as Audited."""
     op = operator()
-    guardrails(guardrail())
     floors = guardrail(
         "floors", "Audit", rule={"name": "min-replicas", "path": "spec.replicas", "atLeast": 2}
     )
     guardrails(floors)
+    guardrails(guardrail())  # created last: once it denies, the operator has both
     wait_denied(cluster, deployment(namespace, "probe", privileged=True))
     proc = apply(cluster, deployment(namespace, replicas=1))
     assert proc.returncode == 0, proc.stderr
@@ -303,13 +303,28 @@ def test_only_enforced_kinds_are_registered(
 ) -> None:
     """Kinds only Audit policies or nothing at all target never reach the webhook."""
     op = operator()
-    guardrails(guardrail())
     guardrails(guardrail("sts-audit", "Audit", kinds=("StatefulSet",)))
     off = mitigation(namespace, admission="Off")
     off["spec"]["target"] = {"apiVersion": "v1", "kind": "ConfigMap", "name": "flags"}
     off["spec"]["fields"] = [{"path": "data.mode", "value": "safe"}]
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(off))
+    guardrails(guardrail())  # created last: once it denies, the operator has the Guardrails
     wait_denied(cluster, deployment(namespace, "probe", privileged=True))
+    eventually(
+        lambda: (
+            cluster.kubectl(
+                "get",
+                "mitigation",
+                "web-memory-fix",
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.phase}",
+            ).stdout
+        ),
+        what="the operator to take up the Mitigation",
+    )
+    time.sleep(1.0)  # a few sync-loop ticks, in case it had changed the configuration
     webhooks = webhook_configuration(cluster)["webhooks"]
     assert [(w["name"], w["rules"]) for w in webhooks] == [
         (
@@ -432,7 +447,7 @@ def test_gate_and_admission_agree(
         else:
             cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
     wait_denied(cluster, manifests["reverts-fix"])
-    wait_denied(cluster, manifests["privileged"])
+    wait_denied(cluster, manifests["latest"])  # the last Guardrail created
     policy_file = tmp_path / "policies.yaml"
     policy_file.write_text(yaml.safe_dump_all(policies))
     for label, body in manifests.items():
