@@ -454,3 +454,33 @@ def test_only_targeted_kinds_are_watched(cluster: Any, operator: Operator) -> No
 
     # Namespaces of earlier tests may still be going away: wait for the state to settle.
     until(untargeted, lambda extra: not extra, "no watch of an untargeted kind")
+
+
+def test_a_rollback_the_api_refuses_is_reported_with_its_reason(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """An immutable field cannot be put back: RollbackFailed with the API's reason, once."""
+    apply(cluster, deployment("web", namespace))
+    apply(
+        cluster,
+        mitigation(
+            "selector-fix",
+            namespace,
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            [{"path": "spec.selector.matchLabels.app", "value": "old-web"}],
+        ),
+    )
+    [failed] = eventually(lambda: events(cluster, namespace, "RollbackFailed"), "RollbackFailed")
+    assert "immutable" in failed["note"]
+    reg = until(
+        lambda: regressions(cluster, namespace),
+        lambda r: len(r) == 1 and r[0].get("status", {}).get("action") == "RollbackFailed",
+        "Regression action RollbackFailed",
+    )[0]
+    assert reg["status"]["state"] == "Open"
+    patch(cluster, "deployment", "web", namespace, {"metadata": {"labels": {"x": "1"}}}, "other")
+    eventually(
+        lambda: "x" in get(cluster, "deployment", "web", namespace)["metadata"]["labels"], "label"
+    )
+    assert regressions(cluster, namespace)[0]["spec"]["occurrences"] == 1
+    assert operator.metric("keepfix_rollbacks_total", result="Failed") >= 1

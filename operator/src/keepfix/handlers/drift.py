@@ -193,13 +193,10 @@ class Pipeline:
             scoring.kind_key(str(obj.get("apiVersion")), str(obj.get("kind"))), drifts
         )
         seen = entry.drifted.get(uid)
-        if (
-            seen is not None
-            and seen[0] == signature
-            and seen[1] != conventions.ACTION_ROLLBACK_FAILED
-        ):
-            # The same drift, still there (an alert, a fight, or an unrelated change such
-            # as a controller's status update): nothing new to act on or to record.
+        if seen is not None and seen[0] == signature:
+            # The same drift, still there (an alert, a fight, a failed rollback, or an
+            # unrelated change such as a controller's status update): nothing new to act
+            # on or to record. A failed rollback is tried again at the next resync.
             return obj
         now = regressions.now()
         mono = time.monotonic()

@@ -317,4 +317,7 @@ async def resync_loop() -> None:
     while True:
         await asyncio.sleep(rt.settings.resync_interval)
         for entry in list(registry.current.mitigations.values()):
+            for uid, (_signature, action) in list(entry.drifted.items()):
+                if action == conventions.ACTION_ROLLBACK_FAILED:
+                    del entry.drifted[uid]
             await _check_all(entry)
