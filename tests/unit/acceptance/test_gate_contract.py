@@ -1298,3 +1298,67 @@ def test_a_schema_error_does_not_hide_a_bad_path_in_the_same_document(
     )
     run = gate("--policies", write(tmp_path, "m.yaml", text), "--manifests", "-", stdin=web())
     assert_bad_input(run, "spec.admission", "column 6")
+
+
+TCP_SERVICES = """\
+# ingress-nginx's documented way to expose TCP services: the keys are port numbers,
+# unquoted. kubectl (sigs.k8s.io/yaml) sends them as the strings "9000", "8080".
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: tcp-services, namespace: ingress-nginx}
+data:
+  9000: "default/wrong:8080"
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a mapping key YAML reads as a number (ConfigMap data `9000: ...`) is not the "
+    'key "9000" kubectl sends: data["9000"] is never found, the revert passes silently',
+)
+def test_a_number_key_is_read_as_the_string_kubectl_sends(tmp_path: pathlib.Path) -> None:
+    policy = write(
+        tmp_path,
+        "m.yaml",
+        """\
+        apiVersion: keepfix.dev/v1alpha1
+        kind: Mitigation
+        metadata: {name: tcp-route, namespace: ingress-nginx}
+        spec:
+          target: {apiVersion: v1, kind: ConfigMap, name: tcp-services}
+          fields:
+            - path: data["9000"]
+              value: default/example-go:8080
+          admission: Deny
+        """,
+    )
+    run = gate("--policies", policy, "--manifests", "-", stdin=TCP_SERVICES)
+    assert run.code == 1, run.out
+    assert 'data["9000"]=default/wrong:8080 reverts Mitigation' in run.out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a number key in a reported value crashes the gate (TypeError sorting keys "
+    "in core.policy.render) with a traceback and exit 1, the code of a Deny finding",
+)
+def test_a_number_key_in_a_reported_value_does_not_crash_the_gate(tmp_path: pathlib.Path) -> None:
+    policy = write(
+        tmp_path,
+        "m.yaml",
+        """\
+        apiVersion: keepfix.dev/v1alpha1
+        kind: Mitigation
+        metadata: {name: tcp-routes, namespace: ingress-nginx}
+        spec:
+          target: {apiVersion: v1, kind: ConfigMap, name: tcp-services}
+          fields:
+            - path: data
+              value: {"9000": "default/example-go:8080"}
+          admission: Warn
+        """,
+    )
+    run = gate_process("--policies", policy, "--manifests", "-", stdin=TCP_SERVICES)
+    assert "Traceback" not in run.err
+    assert run.code == 0, run.err  # a Warn finding never fails the gate
+    assert "WARN" in run.out
