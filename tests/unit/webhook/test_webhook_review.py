@@ -383,3 +383,14 @@ def test_many_blocking_findings_are_summarised() -> None:
         for i in range(review.MESSAGE_FINDINGS + 2)
     ]
     assert review.denial_message(deny) == "m0; m1; m2; m3; m4; and 2 more"
+
+
+def test_published_policies_take_effect_on_the_next_review() -> None:
+    """Without a getter the reviewer uses what was published last; before that it fails open."""
+    reviewer = review.Reviewer()
+    body = _review(_deployment(privileged=True))
+    assert reviewer(GR, body)["response"]["warnings"] == [review.ERROR_WARNING]
+    reviewer.publish(_policies((NO_PRIVILEGED_DENY,)))
+    assert reviewer(GR, body)["response"]["allowed"] is False
+    reviewer.publish(_policies())
+    assert reviewer(GR, body)["response"]["allowed"] is True

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import pathlib
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -105,3 +107,41 @@ def _bump_mtime(directory: pathlib.Path) -> None:
     for name in (certs.CERT_FILE, certs.KEY_FILE):
         stamp = (directory / name).stat().st_mtime_ns + 1_000_000_000
         os.utime(directory / name, ns=(stamp, stamp))
+
+
+async def test_threaded_server_answers_while_the_callers_loop_is_blocked(
+    tmp_path: pathlib.Path,
+) -> None:
+    """On its own thread the server answers even when the operator's loop is busy."""
+    paths = certs.ensure(directory=tmp_path, hosts=HOSTS, now=NOW)
+    threaded = server.Threaded(server.Server(host="127.0.0.1", port=0, paths=paths, review=_echo))
+    await threaded.start()
+    try:
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{threaded.server.port}/validate/x",
+            data=b'{"request": {"uid": "u2"}}',
+            headers={"Content-Type": "application/json"},
+        )
+        # A blocking call on this loop: a server on the same loop could not answer.
+        context = _client_context(tmp_path / certs.CA_FILE)
+        with urllib.request.urlopen(request, context=context, timeout=30) as resp:  # noqa: ASYNC210
+            answer = json.loads(resp.read())
+    finally:
+        await threaded.stop()
+    assert answer == {"webhook": "x", "response": {"uid": "u2", "allowed": True}}
+
+
+async def test_threaded_server_reports_a_failed_start(tmp_path: pathlib.Path) -> None:
+    """A port already taken fails `start` with the bind error."""
+    paths = certs.ensure(directory=tmp_path, hosts=HOSTS, now=NOW)
+    first = server.Threaded(server.Server(host="127.0.0.1", port=0, paths=paths, review=_echo))
+    await first.start()
+    try:
+        taken = first.server.port
+        second = server.Threaded(
+            server.Server(host="127.0.0.1", port=taken, paths=paths, review=_echo)
+        )
+        with pytest.raises(OSError, match="in use"):
+            await second.start()
+    finally:
+        await first.stop()
