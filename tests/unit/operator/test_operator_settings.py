@@ -97,3 +97,37 @@ def test_keepfix_run_rejects_a_bad_flag_before_starting(capsys: pytest.CaptureFi
         main.main(["run", "--metrics-port", "x"])
     assert caught.value.code == 2
     assert "--metrics-port" in capsys.readouterr().err
+
+
+def test_the_operator_process_names_a_bad_variable() -> None:
+    """`python -m keepfix.handlers` with a bad KEEPFIX_* variable exits 2 naming it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KEEPFIX_METRICS_PORT": "eighty"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "keepfix.handlers"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "KEEPFIX_METRICS_PORT" in proc.stderr
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    """--log-format json: time, level, logger, message (and the error) as JSON."""
+    import json
+    import logging
+
+    from keepfix.handlers import operator
+
+    record = logging.LogRecord(
+        "keepfix.x", logging.WARNING, __file__, 1, "Drift %s", ("seen",), None
+    )
+    entry = json.loads(operator.JsonFormatter().format(record))
+    assert entry["level"] == "warning"
+    assert entry["logger"] == "keepfix.x"
+    assert entry["message"] == "Drift seen"
