@@ -1358,7 +1358,8 @@ def test_a_number_key_in_a_reported_value_does_not_crash_the_gate(tmp_path: path
           admission: Warn
         """,
     )
-    run = gate_process("--policies", policy, "--manifests", "-", stdin=TCP_SERVICES)
+    mixed = TCP_SERVICES + '  "9001": "default/example-udp:53"\n'  # one key quoted, one not
+    run = gate_process("--policies", policy, "--manifests", "-", stdin=mixed)
     assert "Traceback" not in run.err
     assert run.code == 0, run.err  # a Warn finding never fails the gate
     assert "WARN" in run.out
