@@ -125,12 +125,16 @@ class Pipeline:
                     state.resource_version = max(state.resource_version, seen)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    logger.exception(
-                        "Drift check failed: mitigation=%s/%s object=%s",
+                except Exception as error:
+                    # A traceback may quote values: never for a Secret.
+                    secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
+                    logger.error(
+                        "Drift check failed: mitigation=%s/%s object=%s error=%s",
                         entry.namespace,
                         entry.name,
                         meta.get("name"),
+                        type(error).__name__ if secret else error,
+                        exc_info=not secret,
                     )
 
     async def check_all(self, entry: registry_.MitigationEntry) -> None:
@@ -317,6 +321,7 @@ class Pipeline:
         meta = obj["metadata"]
         live: dict[str, Any] | None = obj
         reason = ""
+        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
         resource = await self.kube.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
         for _ in range(self.settings.rollback_retries):
             assert live is not None
@@ -326,10 +331,11 @@ class Pipeline:
                     resource, namespace=meta.get("namespace"), name=meta["name"], ops=plan.patch
                 )
             except rollback.RollbackError as error:
-                reason = f"NoPatch: {error}"
+                reason = "NoPatch" if secret else f"NoPatch: {error}"
                 break
             except kube_.ApiError as error:
-                reason = f"{error.reason}: {error.message}"
+                # The API's message may quote the value: for a Secret, only its reason.
+                reason = error.reason if secret else f"{error.reason}: {error.message}"
                 if not error.replannable and not isinstance(error, kube_.NotFound):
                     break
                 live = await self.kube.get(
@@ -419,6 +425,24 @@ class Pipeline:
         state.retry = asyncio.create_task(self._retry_loop(entry, obj, state))
 
     async def _retry_loop(
+        self, entry: registry_.MitigationEntry, obj: dict[str, Any], state: ObjectState
+    ) -> None:
+        """Retry the rollback on the fight's schedule; an API error only delays the next try."""
+        while state.fight is not None:
+            try:
+                await self._retry_fight(entry, obj, state)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning(
+                    "Fight retry failed: object=%s error=%s",
+                    obj["metadata"].get("name"),
+                    type(error).__name__,
+                )
+                await asyncio.sleep(self.settings.backoff_base)
+
+    async def _retry_fight(
         self, entry: registry_.MitigationEntry, obj: dict[str, Any], state: ObjectState
     ) -> None:
         s = self.settings
