@@ -56,7 +56,7 @@ class OperatorSettings(pydantic.BaseModel):
     # Serving.
     metrics_host: str = pydantic.Field(default="0.0.0.0", description="address of /metrics")
     metrics_port: int = pydantic.Field(
-        default=8080, ge=0, le=65535, description="port of /metrics, /healthz, /debug/watches"
+        default=8080, ge=0, le=65535, description="port of /metrics and /healthz"
     )
     log_format: LogFormat = pydantic.Field(default="text", description="text or json")
     log_level: LogLevel = pydantic.Field(default="info", description="log level")
@@ -192,19 +192,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--all-namespaces",
         action="store_true",
         default=None,
-        help="watch every namespace (the default)",
+        help="watch every namespace (the default; clears KEEPFIX_NAMESPACE)",
     )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument(
         "--standalone",
         action="store_true",
         default=None,
-        help="run without peering: one replica (the default)",
+        help="run without peering: one replica (the default; env KEEPFIX_STANDALONE)",
     )
     peering.add_argument(
         "--peering-name",
         metavar="NAME",
-        help="join the peering NAME for an active/standby pair (needs the peering CRDs)",
+        help="join the peering NAME for an active/standby pair (needs Kopf's peering CRDs; "
+        "env KEEPFIX_PEERING_NAME)",
     )
     for name, field in OperatorSettings.model_fields.items():
         if name in {"namespaces", "standalone", "peering_name"}:
