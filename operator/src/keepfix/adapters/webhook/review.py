@@ -1,6 +1,6 @@
 """AdmissionReview v1 in, AdmissionReview v1 out, decided by `keepfix.core.policy`.
 
-`Reviewer.review` is what the HTTPS server calls for each request. It
+A `Reviewer` is what the HTTPS server calls for each request. It
 decodes the review, asks `core.policy.evaluate` (the same function `keepfix
 gate` runs, so CI and admission agree) about `request.object` and, on UPDATE,
 `request.oldObject`, and answers:
@@ -22,9 +22,9 @@ older, and the runtime pipeline owns it): it is reported as a warning, never
 denied, like a Guardrail violation of a legacy object. Changing a protected
 field to any other non-stable value is a revert.
 
-The request path never awaits: the PolicySet is read from a getter (an
-in-memory index swapped by the registry), side effects go to callbacks that
-only enqueue (`on_prevented`, `on_counted`). A request with `dryRun: true`
+The request path never awaits and makes no API call: it reads the PolicySet
+last published (an in-memory index; see `Reviewer`), and side effects go to
+callbacks that only enqueue (`on_prevented`, `on_counted`). A request with `dryRun: true`
 gets the same answer with no side effects. Any exception is logged and the
 request allowed with a warning: a bug in keepfix must never block a cluster
 (`failurePolicy` only governs an unreachable or slow webhook).
