@@ -44,6 +44,8 @@ def test_demo_tells_the_story_and_cleans_up_on_ctrl_c(cluster: Any, tmp_path: Pa
         assert "owner shop-sre" in text
         assert "changed by kubectl-edit" in text
         assert "kubectl get regressions -n shop" in text
+        if "keepfix run --webhook=dev" in text:
+            assert 'admission webhook "guardrails.keepfix.dev" denied the request' in text
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0
     finally:

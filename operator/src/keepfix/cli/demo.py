@@ -90,6 +90,52 @@ _DEPLOYMENT = {
 }
 
 
+_GUARDRAIL = {
+    "apiVersion": conventions.API_VERSION,
+    "kind": conventions.KIND_GUARDRAIL,
+    "metadata": {"name": "no-privileged"},
+    "spec": {
+        "match": {
+            "resources": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}],
+            "namespaces": [NAMESPACE],
+        },
+        "rules": [
+            {
+                "name": "not-privileged",
+                "path": "podSpec.containers[*].securityContext.privileged",
+                "notIn": [True],
+                "message": "privileged containers let INC-99 escape to the node",
+            }
+        ],
+        "enforcement": "Deny",
+        "owner": {"team": "platform-sre"},
+        "incident": {"id": "INC-99"},
+    },
+}
+
+_PRIVILEGED = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "debug", "namespace": NAMESPACE, "labels": {"app": "debug"}},
+    "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": "debug"}},
+        "template": {
+            "metadata": {"labels": {"app": "debug"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "debug",
+                        "image": "busybox:1.37",
+                        "securityContext": {"privileged": True},
+                    }
+                ]
+            },
+        },
+    },
+}
+
+
 class DemoError(RuntimeError):
     """A step of the demo did not happen; the message says which."""
 
@@ -201,6 +247,9 @@ class Demo:
             }]),
         )  # fmt: skip
         self.narrate_outcome()
+        if webhook != "off":
+            step("5. A Guardrail rejects known-bad config before it lands")
+            self.denial()
         step("Look around yourself")
         for line in self.next_commands(env_line):
             say(line)
@@ -225,6 +274,22 @@ class Demo:
         )
         say(f"   Runbook for the on-call: {spec.get('runbook')}")
 
+    def denial(self) -> None:
+        """Apply the no-privileged Guardrail (Deny) and try a privileged Deployment."""
+        self.apply(_GUARDRAIL)
+        say("   Guardrail no-privileged (enforcement Deny) forbids privileged containers (INC-99).")
+        say(f"   $ kubectl -n {NAMESPACE} apply -f debug.yaml   # a privileged debug Deployment")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.stop.is_set():
+            proc = self.kubectl("apply", "-f", "-", input=json.dumps(_PRIVILEGED), check=False)
+            if proc.returncode != 0 and "denied" in proc.stderr:
+                say("   " + proc.stderr.strip().replace("\n", "\n   "))
+                return
+            if proc.returncode == 0:  # the webhook configuration is not in place yet
+                self.kubectl("-n", NAMESPACE, "delete", "deployment", "debug", check=False)
+            time.sleep(0.5)
+        say("   The webhook did not answer in time: the Deployment was admitted and removed again.")
+
     def next_commands(self, env_line: str) -> list[str]:
         return [
             env_line,
@@ -233,6 +298,7 @@ class Demo:
             f"kubectl get events.events.k8s.io -n {NAMESPACE} --field-selector regarding.name=web",
             f"kubectl -n {NAMESPACE} set resources deployment/web -c web --limits=memory=128Mi",
             f"kubectl get mitigation {MITIGATION} -n {NAMESPACE} -o jsonpath='{{.status}}'",
+            "kubectl get guardrails",
             f"curl -s http://127.0.0.1:{self.port}/metrics | grep keepfix_",
             f"Operator log: {self.dir / 'operator.log'}",
         ]
