@@ -237,7 +237,7 @@ async def test_relist_after_410_delivers_what_changed_while_disconnected(
     await until(lambda: len(recorder.events) >= 3, "three events after the relist")
     delivered = {(e.type, e.object["metadata"]["name"]) for e in recorder.events}
     assert delivered == {("MODIFIED", "changed"), ("DELETED", "removed"), ("ADDED", "new")}
-    assert manager._watches[key].relists == 2
+    assert manager._stream(key).relists == 2
     gone = next(e.object for e in recorder.events if e.type == "DELETED")
     assert (gone["kind"], gone["metadata"]["namespace"]) == ("Widget", namespace)
     assert manager.watched_objects == 3
@@ -288,6 +288,9 @@ async def test_close_ends_every_task(api: kube.Kube, recorder: Recorder, namespa
         await manager.ensure(watches.WatchKey("v1", "ConfigMap", namespace, name))
     await manager.ensure(watches.WatchKey("v1", "Secret", namespace))
     assert len(watch_tasks()) == 3
+    for key in manager.open_watches():
+        # (Settled first: cancelling a TLS handshake can leak a transport in CPython 3.11.)
+        await asyncio.wait_for(manager.wait_synced(key), 60)
     await manager.close()
     assert (manager.open_watches(), watch_tasks()) == ([], [])
     with pytest.raises(RuntimeError):
@@ -310,7 +313,7 @@ async def test_resumes_after_server_timeout_without_relisting(
             lambda: [e.object["data"]["v"] for e in recorder.events][-1:] == ["3"], "value 3"
         )
         assert [e.object["data"]["v"] for e in recorder.events] == ["0", "1", "2", "3"]
-        assert manager._watches[key].relists == 1
+        assert manager._stream(key).relists == 1
 
 
 async def test_resync_redelivers_unchanged_objects(
@@ -408,17 +411,17 @@ async def test_bookmarks_advance_a_quiet_watch(
     async with new_manager(api, recorder, watch_timeout_seconds=3) as manager:
         await manager.ensure(key)
         await asyncio.wait_for(manager.wait_synced(key), 60)
-        listed = int(manager._watches[key].resource_version or 0)
+        listed = int(manager._stream(key).resource_version or 0)
         for value in range(100):  # other writes move the cluster's resourceVersion on
             await set_value(api, namespace, "busy", str(value))
-            if int(manager._watches[key].resource_version or 0) > listed:
+            if int(manager._stream(key).resource_version or 0) > listed:
                 break
             await asyncio.sleep(0.2)
-        assert int(manager._watches[key].resource_version or 0) > listed, "no bookmark arrived"
+        assert int(manager._stream(key).resource_version or 0) > listed, "no bookmark arrived"
         assert [(e.type, e.object["metadata"]["name"]) for e in recorder.events] == [
             ("ADDED", "quiet")
         ]
-        assert manager._watches[key].relists == 1
+        assert manager._stream(key).relists == 1
 
 
 async def test_release_from_inside_the_callback(api: kube.Kube, namespace: str) -> None:
@@ -440,3 +443,64 @@ async def test_release_from_inside_the_callback(api: kube.Kube, namespace: str) 
         await api.delete(CONFIGMAPS, namespace=namespace, name="once")
         await until(lambda: not watch_tasks(), "the watch task to end")
         assert (released, manager.open_watches()) == (["once"], [])
+
+
+async def test_many_names_share_one_stream(
+    api: kube.Kube, recorder: Recorder, namespace: str
+) -> None:
+    """From coalesce_names names on, one stream of the namespace serves them, routed by name."""
+    for name in ("n1", "n2", "n3", "noise"):
+        await api.create(CONFIGMAPS, body=configmap(namespace, name))
+    keys = [watches.WatchKey("v1", "ConfigMap", namespace, name) for name in ("n1", "n2", "n3")]
+    async with new_manager(api, recorder, coalesce_names=3) as manager:
+        for key in keys[:2]:
+            await manager.ensure(key)
+            # (Settled first: cancelling a TLS handshake can leak a transport in CPython 3.11.)
+            await asyncio.wait_for(manager.wait_synced(key), 60)
+        assert sorted(manager.open_streams()) == sorted(keys[:2])
+        await manager.ensure(keys[2])
+        shared = watches.WatchKey("v1", "ConfigMap", namespace)
+        assert manager.open_streams() == [shared]
+        for key in keys:
+            await asyncio.wait_for(manager.wait_synced(key), 60)
+        assert {(e.object["metadata"]["name"], e.key) for e in recorder.events} == {
+            (key.name, key) for key in keys
+        }
+        for name in ("noise", "n2"):
+            await set_value(api, namespace, name, "1")
+        await until(recorder.seen("MODIFIED", "n2"), "MODIFIED n2 through the shared stream")
+        assert "noise" not in recorder.names("MODIFIED")
+        assert (manager.watched_objects, len(watch_tasks())) == (3, 1)
+        await manager.release(keys[0])
+        assert manager.watched_objects == 2
+        for key in keys[1:]:
+            await manager.release(key)
+        assert (manager.open_streams(), manager.watched_objects, watch_tasks()) == ([], 0, [])
+
+
+async def test_a_name_joins_an_open_namespace_stream(
+    api: kube.Kube, manager: watches.WatchManager, recorder: Recorder, namespace: str
+) -> None:
+    """A name key in a namespace already watched whole opens no new stream and gets its state."""
+    for name in ("web", "db"):
+        await api.create(CONFIGMAPS, body=configmap(namespace, name))
+    whole = watches.WatchKey("v1", "ConfigMap", namespace)
+    web = watches.WatchKey("v1", "ConfigMap", namespace, "web")
+    await manager.ensure(whole)
+    await asyncio.wait_for(manager.wait_synced(whole), 60)
+    await manager.ensure(web)
+    await asyncio.wait_for(manager.wait_synced(web), 60)
+    assert manager.open_streams() == [whole]
+    assert [e.type for e in recorder.events if e.key == web] == ["ADDED"]
+    await set_value(api, namespace, "web", "1")
+    await until(
+        lambda: {e.key for e in recorder.events if e.type == "MODIFIED"} == {whole, web},
+        "MODIFIED web for both keys",
+    )
+    await manager.release(whole)
+    assert (manager.open_streams(), manager.watched_objects) == ([whole], 1)
+    recorder.events.clear()
+    await set_value(api, namespace, "db", "1")
+    await set_value(api, namespace, "web", "2")
+    await until(recorder.seen("MODIFIED", "web"), "MODIFIED web after the whole key left")
+    assert {e.object["metadata"]["name"] for e in recorder.events} == {"web"}

@@ -1,15 +1,25 @@
 """Dynamic list+watch of any kind, started and stopped at run time.
 
 Kopf fixes its watched kinds at start-up; Mitigations and Guardrails can
-target any kind, built-in or custom, at any time. `WatchManager` runs one
-list+watch task per distinct `WatchKey` (the narrowest stream for what is
-targeted: a single name becomes a `metadata.name` field selector, a selector
-target a label selector), reference-counted by `ensure`/`release`.
+target any kind, built-in or custom, at any time. Callers `ensure` and
+`release` a `WatchKey` (reference-counted); the manager opens the narrowest
+streams that serve them:
 
-Semantics of one watch (client-go's reflector, minus its object cache):
+- a key with a label selector, or with no name, gets its own stream;
+- a key with a name gets its own stream with the field selector
+  `metadata.name=NAME`, until `coalesce_names` names of one kind and
+  namespace are watched: from then on they share one stream of the whole
+  namespace, routed by name on the client (each open stream holds an HTTPS
+  connection, about 130-300 KiB in asyncio's TLS buffers alone, so a
+  thousand single-object Mitigations must not mean a thousand connections);
+- a name key also joins a stream of its whole namespace that is already open.
+A key joining a stream that is already running gets the current state of
+its objects as ADDED (read with one LIST narrowed to the key).
 
-- LIST first; every listed object is delivered as ADDED, so drift made while
-  the operator was down is found at start-up.
+Semantics of one stream (client-go's reflector, minus its object cache):
+
+- LIST first, page by page; every listed object is delivered as ADDED, so
+  drift made while the operator was down is found at start-up.
 - WATCH from the list's resourceVersion with bookmarks; after a disconnect
   or a server-side timeout, resume from the last resourceVersion seen
   (bookmarks advance it).
@@ -24,16 +34,17 @@ Semantics of one watch (client-go's reflector, minus its object cache):
   exponentially up to a cap and retry; discovery is retried too, so a CRD
   installed after the Mitigation starts being watched when it appears.
 
-Memory: per watched object only (uid -> namespace, name, resourceVersion) is
-kept, to find deletions on a relist; the objects themselves are handed to
-`on_event` and not kept.
+Memory: per delivered object only (uid -> namespace, name, resourceVersion)
+is kept, to find deletions on a relist; objects no key asked for (on a
+shared stream) are dropped unread beyond their name. The objects themselves
+are handed to `on_event` and not kept.
 
-Delivery: `on_event` is awaited in the watch's own task, one event at a
-time and in order per key (backpressure: a slow callback slows only its
-watch). An exception from it is logged and the watch goes on. Two keys that
-overlap (a name watch and a namespace-wide watch of the same kind) both
-deliver the object, each with its own key. The manager never writes to a
-watched object.
+Delivery: `on_event` is awaited in the stream's own task, one event at a
+time and in order per stream (backpressure: a slow callback slows only its
+stream). An exception from it is logged and the stream goes on. Two keys that
+overlap (a name key on its own stream and a namespace key) both deliver the
+object, each with its own key; the same dict may be passed to both, so
+callbacks must not mutate it. The manager never writes to a watched object.
 """
 
 from __future__ import annotations
@@ -94,17 +105,42 @@ class _Known:
     resource_version: str
 
 
-@dataclasses.dataclass
-class _Watch:
-    key: WatchKey
-    refs: int = 1
+@dataclasses.dataclass(eq=False)
+class _Stream:
+    """One list+watch connection and the keys it serves."""
+
+    key: WatchKey  # what is asked of the API server
+    whole: WatchKey | None = None  # the key that gets every object of the stream
+    by_name: dict[str, WatchKey] = dataclasses.field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    joins: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    waiting: set[WatchKey] = dataclasses.field(default_factory=set)  # synced by the next LIST
     resource_version: str | None = None
     known: dict[str, _Known] = dataclasses.field(default_factory=dict)
-    synced: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     listed_at: float = 0.0
     relists: int = 0
     resync_due: bool = False
+
+    def routes(self, name: str) -> list[WatchKey]:
+        """The keys an object of this name is delivered to."""
+        keys = [self.whole] if self.whole is not None else []
+        named = self.by_name.get(name)
+        if named is not None:
+            keys.append(named)
+        return keys
+
+    def empty(self) -> bool:
+        return self.whole is None and not self.by_name
+
+
+@dataclasses.dataclass(eq=False)
+class _Sub:
+    """One ensured key: its references, its stream, whether its first state arrived."""
+
+    key: WatchKey
+    stream: _Stream
+    refs: int = 1
+    synced: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
 class _Expired(Exception):
@@ -112,14 +148,15 @@ class _Expired(Exception):
 
 
 class WatchManager:
-    """Reference-counted list+watch streams, one per distinct WatchKey.
+    """Reference-counted list+watch streams serving WatchKeys (see the module docstring).
 
     Timing knobs are parameters so tests can shorten them:
     `watch_timeout_seconds` (server-side timeout of one WATCH request; the
     watch then resumes from its last resourceVersion), `resync_seconds`
     (None: never), `backoff_initial`/`backoff_factor`/`backoff_max` for
-    retries after errors, `list_page_size` for LIST pages. Call `close()`
-    (or use `async with`) to stop every task.
+    retries after errors, `list_page_size` for LIST pages, `coalesce_names`
+    (how many name keys of one kind and namespace share a stream; None:
+    never). Call `close()` (or use `async with`) to stop every task.
     """
 
     def __init__(
@@ -134,6 +171,7 @@ class WatchManager:
         backoff_factor: float = 2.0,
         backoff_max: float = 30.0,
         list_page_size: int = kube_.LIST_PAGE_SIZE,
+        coalesce_names: int | None = 8,
     ) -> None:
         self._kube = kube
         self._on_event = on_event
@@ -142,7 +180,9 @@ class WatchManager:
         self._watch_timeout = watch_timeout_seconds
         self._backoff = (backoff_initial, backoff_factor, backoff_max)
         self._page_size = list_page_size
-        self._watches: dict[WatchKey, _Watch] = {}
+        self._coalesce = coalesce_names
+        self._subs: dict[WatchKey, _Sub] = {}
+        self._streams: dict[WatchKey, _Stream] = {}
         self._objects = 0
         self._closed = False
 
@@ -155,153 +195,275 @@ class WatchManager:
     # ------------------------------------------------------------------ public
 
     async def ensure(self, key: WatchKey) -> None:
-        """Start watching `key`, or add one reference to a watch already running.
+        """Start watching `key`, or add one reference to a key already watched.
 
         Returns at once; the first LIST runs in the background (see
         `wait_synced`). Raises RuntimeError after `close()`.
         """
         if self._closed:
             raise RuntimeError("WatchManager is closed")
-        watch = self._watches.get(key)
-        if watch is not None:
-            watch.refs += 1
+        sub = self._subs.get(key)
+        if sub is not None:
+            sub.refs += 1
             return
-        watch = _Watch(key=key)
-        self._watches[key] = watch
-        self._start(watch)
+        if key.name is None or key.label_selector is not None:
+            self._attach_whole(key)
+        else:
+            await self._attach_name(key)
         logger.info("Started watch: %s", _describe(key))
 
     async def release(self, key: WatchKey) -> None:
-        """Drop one reference; the last one stops the watch and waits for its task.
+        """Drop one reference; the last one stops delivering to `key`.
 
+        A stream no key needs any more is stopped and its task awaited.
         Releasing a key that is not watched does nothing. A callback running
-        for that key when the last reference goes is cancelled.
+        on that stream when it stops is cancelled.
         """
-        watch = self._watches.get(key)
-        if watch is None:
+        sub = self._subs.get(key)
+        if sub is None:
             return
-        watch.refs -= 1
-        if watch.refs > 0:
+        sub.refs -= 1
+        if sub.refs > 0:
             return
-        del self._watches[key]
-        await self._stop(watch)
-        self._count(-len(watch.known))
+        del self._subs[key]
+        await self._detach(sub)
         logger.info("Stopped watch: %s", _describe(key))
 
     def open_watches(self) -> list[WatchKey]:
-        """The keys being watched now."""
-        return list(self._watches)
+        """The keys being watched now (as ensured, whatever stream serves them)."""
+        return list(self._subs)
+
+    def open_streams(self) -> list[WatchKey]:
+        """What is asked of the API server now: one entry per open list+watch connection."""
+        return list(self._streams)
 
     def references(self, key: WatchKey) -> int:
         """How many `ensure` calls are not yet released for `key` (0: not watched)."""
-        watch = self._watches.get(key)
-        return watch.refs if watch else 0
+        sub = self._subs.get(key)
+        return sub.refs if sub else 0
 
     def synced(self, key: WatchKey) -> bool:
-        """True once the first LIST of `key` has been delivered."""
-        watch = self._watches.get(key)
-        return watch is not None and watch.synced.is_set()
+        """True once the current state of `key`'s objects has been delivered."""
+        sub = self._subs.get(key)
+        return sub is not None and sub.synced.is_set()
 
     async def wait_synced(self, key: WatchKey) -> None:
-        """Wait until the first LIST of `key` has been delivered (KeyError if not watched).
+        """Wait until the current state of `key` has been delivered (KeyError if not watched).
 
         Waits for as long as the kind is unknown or the API server refuses
         the list: wrap in `asyncio.wait_for` for a bound.
         """
-        await self._watches[key].synced.wait()
+        await self._subs[key].synced.wait()
 
     def healthy(self) -> bool:
-        """False when a watch task has ended on its own (a bug: the loop retries every error)."""
-        return all(w.task is not None and not w.task.done() for w in self._watches.values())
+        """False when a stream task has ended on its own (a bug: the loop retries every error)."""
+        return all(s.task is not None and not s.task.done() for s in self._streams.values())
 
     @property
     def watched_objects(self) -> int:
-        """Objects currently known across all watches (the keepfix_watched_objects gauge)."""
+        """Objects currently delivered to some key (the keepfix_watched_objects gauge)."""
         return self._objects
 
     async def close(self) -> None:
-        """Stop every watch and wait for the tasks to end; safe to call twice."""
+        """Stop every stream and wait for the tasks to end; safe to call twice."""
         self._closed = True
-        watches = list(self._watches.values())
-        self._watches.clear()
-        await asyncio.gather(*(self._stop(w) for w in watches))
+        streams = list(self._streams.values())
+        self._streams.clear()
+        self._subs.clear()
+        await asyncio.gather(*(self._stop(s) for s in streams))
         self._count(-self._objects)
+
+    # ------------------------------------------------------------------ routing
+
+    def _attach_whole(self, key: WatchKey) -> None:
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._new_stream(key)
+        stream.whole = key
+        self._join(stream, _Sub(key=key, stream=stream))
+
+    async def _attach_name(self, key: WatchKey) -> None:
+        assert key.name is not None
+        group = key._replace(name=None)
+        shared = self._streams.get(group)
+        if shared is None and self._coalesce is not None:
+            names = [k for k in self._subs if k.name and k._replace(name=None) == group]
+            if len(names) + 1 >= self._coalesce:
+                shared = self._new_stream(group)
+                for moved in names:
+                    await self._move(self._subs[moved], shared)
+        if shared is not None:
+            shared.by_name[key.name] = key
+            self._join(shared, _Sub(key=key, stream=shared))
+            return
+        stream = self._new_stream(key)
+        stream.whole = key
+        self._join(stream, _Sub(key=key, stream=stream))
+
+    async def _move(self, sub: _Sub, shared: _Stream) -> None:
+        """Serve a name key from the shared stream (started first: no gap), then drop its own."""
+        assert sub.key.name is not None
+        shared.by_name[sub.key.name] = sub.key
+        own, sub.stream = sub.stream, shared
+        if not sub.synced.is_set():
+            shared.waiting.add(sub.key)
+        await self._drop(own, sub.key)
+
+    def _join(self, stream: _Stream, sub: _Sub) -> None:
+        """Register `sub`; a running stream sends it the current state through a narrow LIST.
+
+        (A running stream's LIST may be past the key's objects already, so a
+        joining key always gets its own catch-up; duplicates are harmless.)
+        """
+        self._subs[sub.key] = sub
+        if stream.task is None:
+            stream.waiting.add(sub.key)
+            self._start(stream)
+        else:
+            task = asyncio.create_task(
+                self._catch_up(stream, sub), name=f"keepfix-watch-join {sub.key}"
+            )
+            stream.joins.add(task)
+            task.add_done_callback(stream.joins.discard)
+
+    async def _detach(self, sub: _Sub) -> None:
+        await self._drop(sub.stream, sub.key)
+
+    async def _drop(self, stream: _Stream, key: WatchKey) -> None:
+        """Stop delivering to `key` from `stream`; stop the stream when nothing needs it."""
+        if stream.whole == key:
+            stream.whole = None
+        elif key.name is not None and stream.by_name.get(key.name) == key:
+            del stream.by_name[key.name]
+        stream.waiting.discard(key)
+        if stream.empty():
+            if self._streams.get(stream.key) is stream:
+                del self._streams[stream.key]
+            await self._stop(stream)
+            self._count(-len(stream.known))
+            stream.known.clear()
+        else:
+            self._forget_unrouted(stream)
+
+    def _forget_unrouted(self, stream: _Stream) -> None:
+        if stream.whole is not None:
+            return
+        unrouted = [uid for uid, k in stream.known.items() if k.name not in stream.by_name]
+        for uid in unrouted:
+            del stream.known[uid]
+        self._count(-len(unrouted))
+
+    def _new_stream(self, key: WatchKey) -> _Stream:
+        stream = _Stream(key=key)
+        self._streams[key] = stream
+        return stream
 
     # ------------------------------------------------------------------ test hooks
 
+    def _stream(self, key: WatchKey) -> _Stream:
+        """Tests: the stream serving `key`."""
+        return self._subs[key].stream
+
     async def _suspend(self, key: WatchKey) -> None:
         """Tests: stop the stream of `key` but keep its state (as a lost connection does)."""
-        await self._stop(self._watches[key])
+        await self._stop(self._stream(key))
 
     def _resume(self, key: WatchKey, *, resource_version: str | None = None) -> None:
         """Tests: start the stream of `key` again, optionally from another resourceVersion."""
-        watch = self._watches[key]
+        stream = self._stream(key)
         if resource_version is not None:
-            watch.resource_version = resource_version
-        self._start(watch)
+            stream.resource_version = resource_version
+        self._start(stream)
 
     # ------------------------------------------------------------------ the loop
 
-    def _start(self, watch: _Watch) -> None:
-        watch.task = asyncio.create_task(self._run(watch), name=f"keepfix-watch {watch.key}")
+    def _start(self, stream: _Stream) -> None:
+        stream.task = asyncio.create_task(self._run(stream), name=f"keepfix-watch {stream.key}")
 
-    async def _stop(self, watch: _Watch) -> None:
-        task, watch.task = watch.task, None
-        if task is None:
-            return
-        task.cancel()
-        if task is asyncio.current_task():
-            return  # released from its own callback: the cancellation ends it
+    async def _stop(self, stream: _Stream) -> None:
+        tasks = [*stream.joins]
+        task, stream.task = stream.task, None
+        if task is not None:
+            tasks.append(task)
+        current = asyncio.current_task()
+        for each in tasks:
+            each.cancel()
+        # Released from its own callback: the cancellation ends the current task.
+        others = [each for each in tasks if each is not current]
         try:
-            await task
+            await asyncio.gather(*others, return_exceptions=True)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
 
-    async def _run(self, watch: _Watch) -> None:
+    async def _run(self, stream: _Stream) -> None:
         attempt = 0
         while True:
             try:
-                resource = await self._kube.resource_for(watch.key.api_version, watch.key.kind)
-                if watch.resource_version is None or watch.resync_due:
-                    await self._relist(watch, resource)
-                await self._stream(watch, resource)
+                resource = await self._kube.resource_for(stream.key.api_version, stream.key.kind)
+                if stream.resource_version is None or stream.resync_due:
+                    await self._relist(stream, resource)
+                await self._watch(stream, resource)
                 attempt = 0
             except (_Expired, kube_.Gone):
                 logger.info(
-                    "Watch resourceVersion expired, listing again: %s", _describe(watch.key)
+                    "Watch resourceVersion expired, listing again: %s", _describe(stream.key)
                 )
-                watch.resource_version = None
+                stream.resource_version = None
                 attempt = 0
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                delay = self._delay(attempt)
-                attempt += 1
-                logger.warning(
-                    "Watch failed, retrying: %s delay=%.1fs error=%s",
-                    _describe(watch.key),
-                    delay,
-                    error,
-                )
-                await asyncio.sleep(delay)
+                attempt = await self._pause(stream.key, attempt, error)
 
-    def _delay(self, attempt: int) -> float:
+    async def _pause(self, key: WatchKey, attempt: int, error: Exception) -> int:
+        """Sleep the backoff for `attempt` and return the next attempt number."""
         initial, factor, cap = self._backoff
-        delay: float = min(cap, initial * factor**attempt)
-        return delay * random.uniform(0.5, 1.0)
+        delay: float = min(cap, initial * factor**attempt) * random.uniform(0.5, 1.0)
+        logger.warning(
+            "Watch failed, retrying: %s delay=%.1fs error=%s", _describe(key), delay, error
+        )
+        await asyncio.sleep(delay)
+        return attempt + 1
 
-    async def _relist(self, watch: _Watch, resource: kube_.Resource) -> None:
+    async def _catch_up(self, stream: _Stream, sub: _Sub) -> None:
+        """Deliver the current objects of a key that joined a running stream, as ADDED."""
+        attempt = 0
+        while True:
+            try:
+                resource = await self._kube.resource_for(sub.key.api_version, sub.key.kind)
+                pages = self._kube.list_pages(
+                    resource,
+                    namespace=sub.key.namespace if resource.namespaced else None,
+                    label_selector=sub.key.label_selector,
+                    field_selector=_field_selector(sub.key),
+                    page_size=self._page_size,
+                )
+                async for page, _ in pages:
+                    for item in page:
+                        metadata = item.get("metadata", {})
+                        uid = metadata.get("uid", "")
+                        if uid not in stream.known:
+                            stream.known[uid] = _known(metadata)
+                            self._count(1)
+                        await self._send(sub.key, "ADDED", item)
+                sub.synced.set()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                attempt = await self._pause(sub.key, attempt, error)
+
+    async def _relist(self, stream: _Stream, resource: kube_.Resource) -> None:
         """LIST page by page, delivering what is new or changed; then what vanished.
 
         Pages are delivered as they arrive so a big list never sits in memory
         whole. If the continue token expires (Gone), the caller lists again
         and objects already delivered from this list come again.
         """
-        key = watch.key
-        resync, watch.resync_due = watch.resync_due, False
-        previous: dict[str, _Known] = watch.known
+        key = stream.key
+        resync, stream.resync_due = stream.resync_due, False
+        previous: dict[str, _Known] = stream.known
         current: dict[str, _Known] = {}
         resource_version = ""
         pages = self._kube.list_pages(
@@ -315,32 +477,39 @@ class WatchManager:
             resource_version = page_version
             for item in page:
                 metadata = item.get("metadata", {})
+                routes = stream.routes(metadata.get("name", ""))
+                if not routes:
+                    continue
                 uid = metadata.get("uid", "")
                 current[uid] = _known(metadata)
                 before = previous.get(uid)
                 if before is None:
-                    await self._deliver(watch, "ADDED", item)
+                    await self._send_all(routes, "ADDED", item)
                 elif resync or before.resource_version != current[uid].resource_version:
-                    await self._deliver(watch, "MODIFIED", item)
+                    await self._send_all(routes, "MODIFIED", item)
         vanished = [(uid, gone) for uid, gone in previous.items() if uid not in current]
         self._count(len(current) - len(previous))
-        watch.known = current
-        watch.resource_version = resource_version
-        watch.listed_at = time.monotonic()
-        watch.relists += 1
+        stream.known = current
+        stream.resource_version = resource_version
+        stream.listed_at = time.monotonic()
+        stream.relists += 1
         for uid, gone in vanished:
-            await self._deliver(watch, "DELETED", _stub(resource, uid, gone))
-        watch.synced.set()
+            await self._send_all(stream.routes(gone.name), "DELETED", _stub(resource, uid, gone))
+        for waiting in stream.waiting:
+            sub = self._subs.get(waiting)
+            if sub is not None:
+                sub.synced.set()
+        stream.waiting.clear()
 
-    async def _stream(self, watch: _Watch, resource: kube_.Resource) -> None:
-        key = watch.key
+    async def _watch(self, stream: _Stream, resource: kube_.Resource) -> None:
+        key = stream.key
         timeout = self._watch_timeout
         if self._resync is not None:
-            timeout = max(1.0, min(timeout, watch.listed_at + self._resync - time.monotonic()))
+            timeout = max(1.0, min(timeout, stream.listed_at + self._resync - time.monotonic()))
         query = [
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
-            ("resourceVersion", watch.resource_version or ""),
+            ("resourceVersion", stream.resource_version or ""),
             ("timeoutSeconds", str(max(1, int(timeout)))),
         ]
         if key.label_selector:
@@ -355,11 +524,13 @@ class WatchManager:
         async with self._kube.stream("GET", path, query=query, timeout=client_timeout) as response:
             while line := await response.content.readline():
                 if line.strip():
-                    await self._handle(watch, resource, json.loads(line))
-        if self._resync is not None and time.monotonic() >= watch.listed_at + self._resync:
-            watch.resync_due = True
+                    await self._handle(stream, resource, json.loads(line))
+        if self._resync is not None and time.monotonic() >= stream.listed_at + self._resync:
+            stream.resync_due = True
 
-    async def _handle(self, watch: _Watch, resource: kube_.Resource, event: dict[str, Any]) -> None:
+    async def _handle(
+        self, stream: _Stream, resource: kube_.Resource, event: dict[str, Any]
+    ) -> None:
         event_type = event.get("type")
         obj: dict[str, Any] = event.get("object") or {}
         metadata = obj.get("metadata") or {}
@@ -368,33 +539,39 @@ class WatchManager:
             if code == 410:
                 raise _Expired(obj.get("message", ""))
             raise kube_.ApiError.from_response(int(code or 500), json.dumps(obj).encode())
-        if event_type == "BOOKMARK":
-            watch.resource_version = metadata.get("resourceVersion") or watch.resource_version
-            return
+        stream.resource_version = metadata.get("resourceVersion") or stream.resource_version
         if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK: only the resourceVersion moves on
+        routes = stream.routes(metadata.get("name", ""))
+        if not routes:
             return
         obj.setdefault("apiVersion", resource.api_version)
         obj.setdefault("kind", resource.kind)
         uid = metadata.get("uid", "")
         if event_type == "DELETED":
-            if watch.known.pop(uid, None) is not None:
+            if stream.known.pop(uid, None) is not None:
                 self._count(-1)
         else:
-            if uid not in watch.known:
+            if uid not in stream.known:
                 self._count(1)
-            watch.known[uid] = _known(metadata)
-        watch.resource_version = metadata.get("resourceVersion") or watch.resource_version
-        await self._deliver(watch, event_type, obj)
+            stream.known[uid] = _known(metadata)
+        await self._send_all(routes, event_type, obj)
 
-    async def _deliver(self, watch: _Watch, event_type: EventType, obj: dict[str, Any]) -> None:
+    async def _send_all(
+        self, keys: list[WatchKey], event_type: EventType, obj: dict[str, Any]
+    ) -> None:
+        for key in keys:
+            await self._send(key, event_type, obj)
+
+    async def _send(self, key: WatchKey, event_type: EventType, obj: dict[str, Any]) -> None:
         try:
-            await self._on_event(WatchEvent(type=event_type, object=obj, key=watch.key))
+            await self._on_event(WatchEvent(type=event_type, object=obj, key=key))
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception(
                 "Watch callback failed: %s object=%s",
-                _describe(watch.key),
+                _describe(key),
                 obj.get("metadata", {}).get("name"),
             )
 
