@@ -183,13 +183,13 @@ def test_a_custom_kind_whose_crd_comes_after_the_operator(
             [{"path": "spec.size", "value": 5}],
         ),
     )
-    eventually(
-        lambda: (
-            get(cluster, "mitigation", "widget-fix", namespace).get("status", {}).get("phase")
-            == "Pending"
-        ),
+    status = until(
+        lambda: get(cluster, "mitigation", "widget-fix", namespace).get("status") or {},
+        lambda s: s.get("phase") == "Pending",
         "phase Pending without a target",
     )
+    [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert "does not serve kind Widget" in ready["message"]
     apply(cluster, CRD)
     cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.late.example.com")
     widget = {

@@ -176,6 +176,7 @@ class Pipeline:
         uid = str(obj["metadata"].get("uid") or "")
         new_target = uid not in entry.targets
         entry.targets.add(uid)
+        entry.served = True
         if entry.to_capture:
             await self._capture(entry, obj)
         drifts = diff.diff(entry.fields, obj)
@@ -631,6 +632,12 @@ def status_of(entry: registry_.MitigationEntry, now: datetime.datetime) -> dict[
 def _ready_message(entry: registry_.MitigationEntry, phase: str) -> str:
     if entry.to_capture and entry.targets:
         return "Waiting to capture: " + ", ".join(entry.to_capture)
+    if not entry.targets and not entry.served:
+        target = entry.spec.target
+        return (
+            f"The API server does not serve kind {target.kind} in {target.api_version} (yet): "
+            "watching starts when it does"
+        )
     if not entry.targets:
         return "No target object exists yet"
     if phase == conventions.PHASE_EXPIRED:

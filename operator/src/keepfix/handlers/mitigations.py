@@ -182,6 +182,10 @@ async def register(
             rt.kube, namespace=entry.namespace, mitigation=entry.name
         ):
             entry.open.setdefault(known.target_uid, {})[known.name] = known
+    try:
+        await rt.kube.resource_for(entry.watch_key.api_version, entry.watch_key.kind)
+    except kube_.UnknownKind:
+        entry.served = False
     registry.current.put_mitigation(entry)
     shared = rt.watches.references(entry.watch_key) > 0
     if previous is None or previous.watch_key != entry.watch_key:
