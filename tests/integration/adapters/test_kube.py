@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -282,3 +283,14 @@ async def test_list_pages_yields_each_page(api: kube.Kube, namespace: str) -> No
     ]
     assert [size for size, _ in pages] == [2, 2, 1]
     assert len({version for _, version in pages}) == 1
+
+
+async def test_bursts_share_a_bounded_set_of_connections(cluster: Any, namespace: str) -> None:
+    """100 concurrent reads all succeed with at most max_requests in flight."""
+    async with await kube.connect(kubeconfig=str(cluster.kubeconfig), max_requests=4) as api:
+        await api.create(CONFIGMAPS, body=configmap(namespace, "hot", a="1"))
+        results = await asyncio.gather(
+            *(api.get(CONFIGMAPS, namespace=namespace, name="hot") for _ in range(100))
+        )
+        assert {r["data"]["a"] for r in results if r is not None} == {"1"}
+        assert api._requests._value == 4  # every slot given back

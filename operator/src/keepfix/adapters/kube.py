@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Page size for LIST requests; big lists are read in pages of this size.
 LIST_PAGE_SIZE: Final = 500
+#: At most this many requests (other than watches) are in flight at once per Kube.
+MAX_REQUESTS: Final = 16
 #: Seconds a non-streaming request may take before it fails with TransportError.
 REQUEST_TIMEOUT: Final = 30.0
 
@@ -226,7 +228,9 @@ def _quote(segment: str) -> str:
 # --------------------------------------------------------------------------- client
 
 
-async def connect(*, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+async def connect(
+    *, kubeconfig: str | None = None, context: str | None = None, max_requests: int = MAX_REQUESTS
+) -> Kube:
     """Connect to the cluster and return a `Kube` (use it with `async with`).
 
     With an explicit `kubeconfig`, that file is used. Otherwise, inside a pod
@@ -234,7 +238,8 @@ async def connect(*, kubeconfig: str | None = None, context: str | None = None) 
     in-cluster configuration is used; else $KUBECONFIG, else ~/.kube/config.
     `context` picks a kubeconfig context (default: the current one). No
     request is made here: a cluster that is down fails the first call.
-    Raises ConfigError when no usable configuration is found.
+    Raises ConfigError when no usable configuration is found. At most
+    `max_requests` requests other than watches are in flight at once.
     """
     configuration = k8s_client.Configuration()
     try:
@@ -251,7 +256,7 @@ async def connect(*, kubeconfig: str | None = None, context: str | None = None) 
         raise ConfigError(f"No usable Kubernetes configuration: {error}") from error
     # Each watch holds one HTTP connection open: do not cap the pool.
     configuration.connection_pool_maxsize = 0
-    return Kube(k8s_client.ApiClient(configuration))
+    return Kube(k8s_client.ApiClient(configuration), max_requests=max_requests)
 
 
 def _kubeconfig_path(explicit: str | None) -> str:
@@ -267,8 +272,14 @@ def _in_cluster() -> bool:
 class Kube:
     """An open connection to one cluster. Create with `connect()`; `close()` when done."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+    def __init__(
+        self, api_client: k8s_client.ApiClient, *, max_requests: int = MAX_REQUESTS
+    ) -> None:
         self._api = api_client
+        # Watches hold their own connections; other requests share a bounded set,
+        # so a burst (10,000 objects found at start-up) does not open a connection
+        # each (asyncio keeps a 256 KiB TLS buffer per connection).
+        self._requests = asyncio.Semaphore(max_requests)
         self._discovery: dict[str, dict[str, Resource]] = {}
         self._discovery_lock = asyncio.Lock()
 
@@ -573,9 +584,12 @@ class Kube:
         content_type: str = _JSON,
     ) -> JsonDict:
         """One request; the decoded JSON answer or a raised ApiError."""
-        async with self.stream(
-            method, path, query=query, body=body, content_type=content_type
-        ) as response:
+        async with (
+            self._requests,
+            self.stream(
+                method, path, query=query, body=body, content_type=content_type
+            ) as response,
+        ):
             try:
                 payload = await response.read()
             except (aiohttp.ClientError, TimeoutError) as error:
