@@ -268,6 +268,11 @@ class Pipeline:
         if current is not None and not diff.diff(entry.fields, current):
             await self._settled(entry, current, uid, changed=True)
             return current
+        if current is not None and outcome.action == conventions.ACTION_ROLLED_BACK:
+            # Another protected field was changed between the event and our patch: its
+            # own event is older than the patch and will be skipped, so act on it now.
+            await self._settled(entry, current, uid, changed=True)
+            return await self.check(entry, current, state, time.monotonic())
         entry.drifted[uid] = (signature, outcome.action)
         self.schedule_status(entry)
         return current or obj
