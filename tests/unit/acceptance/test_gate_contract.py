@@ -1311,11 +1311,6 @@ data:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a mapping key YAML reads as a number (ConfigMap data `9000: ...`) is not the "
-    'key "9000" kubectl sends: data["9000"] is never found, the revert passes silently',
-)
 def test_a_number_key_is_read_as_the_string_kubectl_sends(tmp_path: pathlib.Path) -> None:
     policy = write(
         tmp_path,
@@ -1337,11 +1332,6 @@ def test_a_number_key_is_read_as_the_string_kubectl_sends(tmp_path: pathlib.Path
     assert 'data["9000"]=default/wrong:8080 reverts Mitigation' in run.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a number key in a reported value crashes the gate (TypeError sorting keys "
-    "in core.policy.render) with a traceback and exit 1, the code of a Deny finding",
-)
 def test_a_number_key_in_a_reported_value_does_not_crash_the_gate(tmp_path: pathlib.Path) -> None:
     policy = write(
         tmp_path,

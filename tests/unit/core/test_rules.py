@@ -862,3 +862,9 @@ def test_fast_walk_agrees_with_full_resolution(obj: dict[str, Any]) -> None:
     """Property: the quick holds-everywhere walk never hides a violation paths.resolve finds."""
     for r in ALL_RULES:
         assert rules._evaluate_rule(r, obj, fast=True) == rules._evaluate_rule(r, obj, fast=False)
+
+
+def test_render_and_compact_json_take_keys_of_mixed_types() -> None:
+    """A mapping with number and string keys (YAML `9000:` beside `"9001":`) renders sorted."""
+    assert rules.render({9000: "a", "9001": "b"}) == '{"9000":"a","9001":"b"}'
+    assert rules.compact_json([{1: {2: "x", "y": None}}]) == '[{"1":{"2":"x","y":null}}]'

@@ -350,15 +350,15 @@ def test_in_process_callers_get_the_garbage_collector_back(repo: pathlib.Path) -
     assert gc.isenabled()
     assert run_gate([str(repo / "policies")], [str(repo / "manifests")]).code == 0
     assert gc.isenabled()
-    with pytest.raises(KeyError):
-        gate.gate(
-            policies=[str(repo / "policies")],
-            manifests=[str(repo / "manifests")],
-            output_format="yaml",
-            stdin=io.StringIO(),
-            stdout=io.StringIO(),
-            stderr=io.StringIO(),
-        )
+    code = gate.gate(
+        policies=[str(repo / "policies")],
+        manifests=[str(repo / "manifests")],
+        output_format="yaml",  # no such renderer: an internal error
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    assert code == 2
     assert gc.isenabled()
 
 
@@ -405,3 +405,17 @@ def test_the_keepfix_command_exits_2_on_bad_input(tmp_path: pathlib.Path) -> Non
     )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.startswith("error: - (document 1): invalid YAML")
+
+
+def test_an_internal_error_is_exit_2_not_the_deny_code(
+    repo: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash inside the gate never exits 1 (a Deny finding): exit 2, said on stderr."""
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise TypeError("boom")
+
+    monkeypatch.setattr(gate, "check", crash)
+    r = run_gate([str(repo / "policies")], [str(repo / "manifests")])
+    assert (r.code, r.out) == (2, "")
+    assert r.err.startswith("error: internal error in keepfix gate (TypeError: boom)")

@@ -42,8 +42,8 @@ def test_documents_keep_their_number_and_first_line(
 
 def test_the_fastest_loader_is_libyaml_when_available() -> None:
     """The gate parses with libyaml when PyYAML has it."""
-    expected: object = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
-    assert sources.Loader is expected
+    expected: type = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+    assert issubclass(sources.Loader, expected)
 
 
 def test_a_folder_is_read_recursively_in_sorted_order(tmp_path: pathlib.Path) -> None:
@@ -88,3 +88,28 @@ def test_a_byte_order_mark_is_not_part_of_the_first_document(tmp_path: pathlib.P
     (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbfapiVersion: v1\nkind: ConfigMap\n")
     loaded = sources.read([str(tmp_path / "bom.yaml")], stdin=io.StringIO())
     assert [d.body for d in loaded.documents] == [{"apiVersion": "v1", "kind": "ConfigMap"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("9000", "9000"),
+        ('"9001"', "9001"),
+        ("true", "true"),
+        ("~", "null"),
+        ("1.0", "1"),
+        ("0.5", "0.5"),
+        ("name", "name"),
+    ],
+)
+def test_mapping_keys_are_read_as_the_strings_kubectl_sends(key: str, expected: str) -> None:
+    """A key YAML reads as a number (ConfigMap `9000:`) is the string the API server gets."""
+    loaded = sources.read(["-"], stdin=io.StringIO(f"data:\n  {key}: v\n  nested: {{{key}: w}}\n"))
+    assert loaded.documents[0].body == {"data": {expected: "v", "nested": {expected: "w"}}}
+
+
+def test_merge_keys_still_merge_with_string_keys() -> None:
+    """YAML merge keys (`<<`) keep working; the merged number key becomes a string too."""
+    text = "base: &b {8080: a}\nport:\n  <<: *b\n  9000: b\n"
+    body = sources.read(["-"], stdin=io.StringIO(text)).documents[0].body
+    assert body["port"] == {"8080": "a", "9000": "b"}

@@ -99,16 +99,23 @@ def gate(
     stderr: TextIO,
 ) -> int:
     """The whole command with its streams passed in; returns the exit code."""
-    with _without_gc():
-        return _gate(
-            policies=policies,
-            manifests=manifests,
-            output_format=output_format,
-            namespace=namespace,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
+    try:
+        with _without_gc():
+            return _gate(
+                policies=policies,
+                manifests=manifests,
+                output_format=output_format,
+                namespace=namespace,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+            )
+    except Exception as exc:  # exit 1 must only ever mean a Deny finding: a crash is 2
+        stderr.write(
+            f"error: internal error in keepfix gate ({type(exc).__name__}: {exc}); "
+            "the input was not checked, please report this with the input that caused it\n"
         )
+        return EXIT_BAD_INPUT
 
 
 @contextlib.contextmanager

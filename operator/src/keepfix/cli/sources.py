@@ -20,9 +20,40 @@ from typing import Any, TextIO
 import yaml
 
 #: The fastest loader PyYAML has here: libyaml's when it is compiled in.
-Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 STDIN = "-"
 SUFFIXES = (".yaml", ".yml")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The fast safe loader, reading every mapping key as the string kubectl sends.
+
+    kubectl (sigs.k8s.io/yaml) turns YAML into JSON, whose keys are strings: a
+    ConfigMap key written `9000:` reaches the API server as "9000", so paths
+    such as `data["9000"]` must find it here too.
+    """
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        super().flatten_mapping(node)
+        # One tag comparison per key; only the rare non-string key costs more.
+        for key_node, _value in node.value:
+            if key_node.tag != _STR_TAG and isinstance(key_node, yaml.ScalarNode):
+                construct = self.yaml_constructors.get(key_node.tag)
+                if construct is not None:  # an unknown tag fails as it did before
+                    key_node.value = json_key(construct(self, key_node))
+                    key_node.tag = _STR_TAG
+
+
+def json_key(key: Any) -> str:
+    """A scalar mapping key as JSON (and so the API server) spells it: 9000 -> "9000"."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
 
 
 @dataclass(frozen=True)

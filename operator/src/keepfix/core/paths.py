@@ -333,7 +333,9 @@ def _format_segment(segment: Segment, *, first: bool) -> str:
         key = segment.key if bare else _quote(segment.key)
         value = segment.value if _BARE_VALUE.fullmatch(segment.value) else _quote(segment.value)
         return f"[{key}={value}]"
-    if _BARE_KEY.fullmatch(segment.name) and not (first and segment.name == _POD_SPEC_WORD):
+    # A key starting with a digit is quoted (`data["9000"]`): bare, it reads like an index.
+    bare = _BARE_KEY.fullmatch(segment.name) and not segment.name[0].isdigit()
+    if bare and not (first and segment.name == _POD_SPEC_WORD):
         return segment.name if first else f".{segment.name}"
     return f"[{_quote(segment.name)}]"
 

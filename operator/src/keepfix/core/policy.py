@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -372,8 +371,7 @@ def _redacted(d: diff.Drift) -> diff.Drift:
 def _hash(value: Any) -> str | None:
     if value is None:
         return None
-    body = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(rules.compact_json(value).encode()).hexdigest()
 
 
 def _revert_message(m: MitigationPolicy, d: diff.Drift) -> str:
@@ -446,7 +444,7 @@ def render(value: Any) -> str:
     """A value as a person reads it in a one-line message: strings bare, the rest as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return rules.compact_json(value)
 
 
 def applicable(

@@ -418,15 +418,30 @@ def _is_secret_data(location: paths.Match) -> bool:
 
 
 def _redacted(value: Any) -> str:
-    body = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(compact_json(value).encode()).hexdigest()
 
 
 def render(value: Any) -> str:
     """A value in a one-line message: strings bare (`""` when empty), the rest as JSON."""
     if isinstance(value, str):
         return value if value else '""'
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return compact_json(value)
+
+
+def compact_json(value: Any) -> str:
+    """One-line JSON with sorted keys, whatever the key types (YAML allows `9000:` and `"a":`)."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    except TypeError:  # keys of mixed types do not sort: spell them as JSON does, as strings
+        return json.dumps(_string_keys(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 # --- matching ------------------------------------------------------------------
