@@ -171,9 +171,15 @@ CRD = {
 
 
 def test_a_custom_kind_whose_crd_comes_after_the_operator(
-    cluster: Any, namespace: str, operator: Operator
+    cluster: Any, namespace: str, operator: Operator, request: pytest.FixtureRequest
 ) -> None:
     """A Mitigation of a kind the API does not serve yet starts working once its CRD exists."""
+    cluster.kubectl("delete", "crd", CRD["metadata"]["name"], "--ignore-not-found")
+    request.addfinalizer(
+        lambda: cluster.kubectl(
+            "delete", "crd", CRD["metadata"]["name"], "--wait=false", check=False
+        )
+    )
     apply(
         cluster,
         mitigation(
