@@ -388,6 +388,20 @@ def test_selector_target_covers_objects_added_later(
     assert sorted(r["spec"]["target"]["name"] for r in regs) == ["shard-1", "shard-3"]
     assert get(cluster, "configmap", "other", namespace)["data"]["mode"] == "fast"
 
+    patch(cluster, "configmap", "shard-0", namespace, {"metadata": {"labels": {"tier": "x"}}}, "me")
+    cluster.kubectl("delete", "configmap", "shard-2", "-n", namespace)
+    eventually(
+        lambda: get(cluster, "mitigation", "shards-fix", namespace)["status"]["targets"] == 2,
+        "objects that left the selector or were deleted no longer counted",
+    )
+    patch(cluster, "configmap", "shard-0", namespace, {"data": {"mode": "fast"}}, "kubectl-edit")
+    patch(cluster, "configmap", "shard-3", namespace, {"data": {"mode": "fast"}}, "kubectl-edit")
+    eventually(
+        lambda: get(cluster, "configmap", "shard-3", namespace)["data"]["mode"] == "safe",
+        "a remaining target still protected",
+    )
+    assert get(cluster, "configmap", "shard-0", namespace)["data"]["mode"] == "fast"
+
 
 def test_an_invalid_mitigation_says_which_field(
     cluster: Any, namespace: str, operator: Operator
