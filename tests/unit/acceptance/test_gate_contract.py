@@ -721,11 +721,6 @@ def test_a_guardrail_that_breaks_the_schema_is_bad_input(
     assert_bad_input(run, f"{policies} (document 1)", needle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: schema type check is lax: a string "yes"/"true" where the CRD says boolean '
-    "(Guardrail rule present/optional, Mitigation capture) is accepted, exit 0",
-)
 @pytest.mark.parametrize(
     ("kind", "text"),
     [
@@ -1088,11 +1083,6 @@ def test_a_bad_command_line_is_exit_2_with_nothing_on_stdout(args: list[str]) ->
     assert run.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `admission: Off` written as DESIGN shows it is YAML 1.1 false; the gate says "
-    "\"input should be 'Deny', 'Warn' or 'Off'\" without saying to quote it",
-)
 def test_unquoted_admission_off_is_accepted_or_explained(tmp_path: pathlib.Path) -> None:
     # DESIGN.md: `admission: Deny  # Deny | Warn | Off`. Unquoted, YAML 1.1 (PyYAML and
     # kubectl's sigs.k8s.io/yaml alike) reads Off as the boolean false. Either the gate
@@ -1283,11 +1273,6 @@ def test_one_mitigation_defined_twice_is_bad_input_or_enforced_once(tmp_path: pa
     assert 0 in (at_three.code, at_five.code), at_three.out + at_five.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a schema error (e.g. admission: Block) hides the bad path of the same "
-    "Mitigation; docs/gate.md promises every problem at once",
-)
 def test_a_schema_error_does_not_hide_a_bad_path_in_the_same_document(
     tmp_path: pathlib.Path,
 ) -> None:

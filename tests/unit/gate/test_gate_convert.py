@@ -263,3 +263,42 @@ def test_location_formats_pydantic_locations() -> None:
     assert convert.location(("spec", "fields", 0, "path")) == "spec.fields[0].path"
     assert convert.location((0, "a")) == "[0].a"
     assert convert.location(()) == ""
+
+
+def test_unquoted_off_says_to_quote_it() -> None:
+    """`admission: Off` unquoted is YAML 1.1 false: the error says so and how to fix it."""
+    errors = errors_of(convert.mitigation, mitigation_obj(admission=False))
+    assert errors == (
+        "spec.admission: false is not one of Deny, Warn, Off \N{EM DASH} YAML reads an unquoted "
+        'Off as false; write "Off"',
+    )
+
+
+@pytest.mark.parametrize("admission", [True, "off", 0])
+def test_other_bad_admissions_keep_the_schema_message(admission: Any) -> None:
+    """Only a boolean false is the unquoted-Off trap."""
+    (error,) = errors_of(convert.mitigation, mitigation_obj(admission=admission))
+    assert error.startswith("spec.admission: input should be 'Deny', 'Warn' or 'Off'")
+
+
+@pytest.mark.parametrize("text", ["false", "no", "true"])
+def test_a_string_is_not_a_boolean(text: str) -> None:
+    """The CRD says boolean: `capture: "false"`, `optional: "true"` are bad input."""
+    assert errors_of(convert.mitigation, mitigation_obj(capture=text)) == (
+        "spec.capture: input should be a valid boolean",
+    )
+    rule = {"name": "r", "path": "spec.paused", "present": text, "optional": text}
+    errors = errors_of(convert.guardrail, guardrail_obj(rules=[rule]))
+    assert "spec.rules[0].optional: input should be a valid boolean" in errors
+    assert "spec.rules[0].present: input should be a valid boolean" in errors
+
+
+def test_a_schema_error_and_a_bad_path_are_both_reported() -> None:
+    """Every problem at once: the schema error does not hide the path error."""
+    obj = mitigation_obj(admission="Block", fields=[{"path": "spec..replicas", "value": 1}])
+    errors = errors_of(convert.mitigation, obj)
+    assert any(e.startswith("spec.admission: input should be") for e in errors), errors
+    assert any(e.startswith('spec.fields[0].path: bad path "spec..replicas"') for e in errors)
+    rule = {"name": "r", "path": "spec[", "atLeast": 2, "optional": "yes"}
+    errors = errors_of(convert.guardrail, guardrail_obj(rules=[rule, "junk"]))
+    assert any(e.startswith("spec.rules[0].path: bad path") for e in errors), errors

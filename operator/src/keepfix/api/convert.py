@@ -103,11 +103,31 @@ def _validate(model: type[M], obj: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(obj)
     except pydantic.ValidationError as exc:
-        raise InvalidPolicy([_pydantic_error(e) for e in exc.errors()]) from None
+        errors = [_pydantic_error(e) for e in exc.errors()]
+        # A schema error must not hide a bad path of the same object: report both at once.
+        raise InvalidPolicy([*errors, *_raw_path_errors(obj)]) from None
+
+
+def _raw_path_errors(obj: Mapping[str, Any]) -> Iterator[str]:
+    """Path syntax errors of `spec.fields[*].path` and `spec.rules[*].path`, before validation."""
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        return
+    for name in ("fields", "rules"):
+        items = spec.get(name)
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str):
+                yield from _path_errors(f"spec.{name}[{i}].path", item["path"])
 
 
 def _pydantic_error(error: Mapping[str, Any]) -> str:
     where = location(error["loc"])
+    if _unquoted_off(error):
+        choices = str(error["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+        return (
+            f"{where}: false is not one of {choices} \N{EM DASH} YAML reads an unquoted Off "
+            'as false; write "Off"'
+        )
     message = str(error["msg"]).removeprefix("Value error, ")
     message = message[:1].lower() + message[1:]
     # A model validator on `spec` says `fields[0].value: ...`: name the field in full.
@@ -115,6 +135,12 @@ def _pydantic_error(error: Mapping[str, Any]) -> str:
     if where and inner and not inner[1].startswith(where):
         return f"{where}.{inner[1]}: {inner[2]}"
     return f"{where}: {message}" if where else message
+
+
+def _unquoted_off(error: Mapping[str, Any]) -> bool:
+    # YAML 1.1 (PyYAML, and kubectl's sigs.k8s.io/yaml) reads `admission: Off` as false.
+    expected = error.get("ctx", {}).get("expected", "")
+    return error["type"] == "literal_error" and error.get("input") is False and "'Off'" in expected
 
 
 _FIELD_MESSAGE = re.compile(r"^([A-Za-z]\w*(?:\[\d+\]|\.[A-Za-z]\w*)*): (.+)$", re.DOTALL)

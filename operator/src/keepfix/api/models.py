@@ -313,7 +313,7 @@ class MitigationSpec(_Spec):
         description="The protected fields, each path at most once.",
         json_schema_extra=_map_list("path"),
     )
-    capture: bool = pydantic.Field(
+    capture: pydantic.StrictBool = pydantic.Field(
         default=False,
         description="Take the stable value of every field without a value from the live object "
         "when the Mitigation is created (status.stable shows what was captured).",
@@ -447,7 +447,7 @@ class Rule(_Spec):
     message: str | None = pydantic.Field(
         default=None, description="Shown with a violation: why this value is bad."
     )
-    optional: bool = pydantic.Field(
+    optional: pydantic.StrictBool = pydantic.Field(
         default=False,
         description="An absent field satisfies every constraint (by default an absent field "
         "satisfies only notIn, notMatches and present: false).",
@@ -470,7 +470,7 @@ class Rule(_Spec):
     at_most: Bound | None = pydantic.Field(
         default=None, description="A ceiling: a number, a quantity or a version."
     )
-    present: bool | None = pydantic.Field(
+    present: pydantic.StrictBool | None = pydantic.Field(
         default=None, description="true: the field must exist; false: it must be absent."
     )
 
@@ -604,7 +604,7 @@ class DriftItem(_Spec):
     actual: AnyValue = pydantic.Field(
         default=None, description="The value found (null: absent; sha256:... for Secret data)."
     )
-    known_bad: bool = pydantic.Field(
+    known_bad: pydantic.StrictBool = pydantic.Field(
         default=False, description="Whether the value found is one the incident had."
     )
 
