@@ -31,7 +31,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from keepfix.adapters import events as events_
@@ -58,6 +58,8 @@ class ObjectState:
     fight: fights.FightState | None = None
     retry: asyncio.Task[None] | None = None
     resource_version: int = 0
+    #: The tail of this object's bookkeeping chain (Events, Regressions), run in order.
+    records: asyncio.Task[None] | None = None
 
 
 @dataclasses.dataclass
@@ -68,6 +70,20 @@ class Outcome:
     patched: dict[str, Any] | None = None
     reason: str = ""
     seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One drift's facts, handed from the act phase to the bookkeeping."""
+
+    entry: registry_.MitigationEntry
+    obj: dict[str, Any]
+    drifts: tuple[diff.Drift, ...]
+    outcome: Outcome
+    changed_by: tuple[attribution.ChangedBy, ...]
+    severity: str
+    signature: str
+    time: datetime.datetime
 
 
 class Pipeline:
@@ -181,7 +197,7 @@ class Pipeline:
             await self._capture(entry, obj)
         drifts = diff.diff(entry.fields, obj)
         if not drifts:
-            await self._settled(entry, obj, uid, changed=new_target)
+            self._settled(entry, state, uid, changed=new_target)
             return obj
         return await self._drifted(entry, obj, state, drifts, arrived)
 
@@ -207,75 +223,93 @@ class Pipeline:
         mono = time.monotonic()
         self.metrics.drift_detected.inc()
         entry.drifts += 1
-        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
         changed_by = attribution.attribute_object(
             obj, [d.pointer for d in drifts], exclude={conventions.FIELD_MANAGER}
         )
         severity = scoring.severity(
-            drifts, in_window=entry.in_window(now), repeat=entry.regressions > 0
+            drifts, in_window=entry.in_window(now), repeat=entry.regressions + entry.recording > 0
         ).label
         outcome = await self._act(entry, obj, state, drifts, arrived, mono, changed_by)
-        summary = _summary(drifts, secret=secret)
-        await self._event(
-            obj,
-            entry,
-            "Warning",
-            conventions.REASON_DRIFT_DETECTED,
-            "Detect",
-            f"Drift detected: {summary} (Mitigation {entry.name}, severity {severity})",
-            note_key=summary,
-        )
-        await self._report(entry, obj, outcome, changed_by)
-        occurrence = regressions.Occurrence(
-            signature=signature,
-            severity=severity,
-            action=outcome.action,
-            drift=regressions.drift_items(drifts, secret=secret),
-            changed_by=tuple(c.to_dict() for c in changed_by),
-            time=now,
-        )
-        known, opened = await regressions.record(
-            self.kube, mitigation=entry.body, target=obj, occurrence=occurrence
-        )
-        entry.open.setdefault(uid, {})[known.name] = known
-        if opened:
-            entry.regressions += 1
-            team = (entry.spec.owner.team if entry.spec.owner else None) or ""
-            self.metrics.regressions.labels(severity, entry.spec.category, team).inc()
+        current = outcome.patched
+        clean = current is not None and not diff.diff(entry.fields, current)
+        rolled_back = current is not None and outcome.action == conventions.ACTION_ROLLED_BACK
+        if clean or rolled_back:
+            entry.drifted.pop(uid, None)
+        else:
+            entry.drifted[uid] = (signature, outcome.action)
+        # The bookkeeping (Events, the Regression, status) runs after the lock is released,
+        # in order per object, so the next drift's rollback never waits for it.
+        entry.recording += 1
+        record = Record(entry, obj, drifts, outcome, tuple(changed_by), severity, signature, now)
+        self._then(state, lambda: self._record(record, resolve=clean or rolled_back))
+        if rolled_back and not clean:
+            # Another protected field was changed between the event and our patch: its
+            # own event is older than the patch and will be skipped, so act on it now.
+            assert current is not None
+            return await self.check(entry, current, state, time.monotonic())
+        return current or obj
+
+    async def _record(self, record: Record, *, resolve: bool) -> None:
+        """Events, the Regression and the counters of one drift (in the object's chain)."""
+        entry, obj, drifts, outcome = record.entry, record.obj, record.drifts, record.outcome
+        uid = str(obj["metadata"].get("uid") or "")
+        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
+        try:
+            summary = _summary(drifts, secret=secret)
             await self._event(
                 obj,
                 entry,
                 "Warning",
-                conventions.REASON_REGRESSION_DETECTED,
-                "Record",
-                f"Regression {known.name} recorded: severity {severity}, {_incident(entry)}",
-                note_key=known.name,
+                conventions.REASON_DRIFT_DETECTED,
+                "Detect",
+                f"Drift detected: {summary} (Mitigation {entry.name}, severity {record.severity})",
+                note_key=summary,
             )
-        entry.last_regression = known.name
-        logger.info(
-            "Drift handled: mitigation=%s/%s object=%s/%s action=%s severity=%s regression=%s "
-            "rollback_ms=%s",
-            entry.namespace,
-            entry.name,
-            obj["metadata"].get("namespace"),
-            obj["metadata"].get("name"),
-            outcome.action,
-            severity,
-            known.name,
-            "-" if outcome.seconds is None else f"{outcome.seconds * 1000:.1f}",
-        )
-        current = outcome.patched
-        if current is not None and not diff.diff(entry.fields, current):
-            await self._settled(entry, current, uid, changed=True)
-            return current
-        if current is not None and outcome.action == conventions.ACTION_ROLLED_BACK:
-            # Another protected field was changed between the event and our patch: its
-            # own event is older than the patch and will be skipped, so act on it now.
-            await self._settled(entry, current, uid, changed=True)
-            return await self.check(entry, current, state, time.monotonic())
-        entry.drifted[uid] = (signature, outcome.action)
-        self.schedule_status(entry)
-        return current or obj
+            await self._report(entry, obj, outcome, record.changed_by)
+            occurrence = regressions.Occurrence(
+                signature=record.signature,
+                severity=record.severity,
+                action=outcome.action,
+                drift=regressions.drift_items(drifts, secret=secret),
+                changed_by=tuple(c.to_dict() for c in record.changed_by),
+                time=record.time,
+            )
+            known, opened = await regressions.record(
+                self.kube, mitigation=entry.body, target=obj, occurrence=occurrence
+            )
+            entry.open.setdefault(uid, {})[known.name] = known
+            if opened:
+                entry.regressions += 1
+                team = (entry.spec.owner.team if entry.spec.owner else None) or ""
+                self.metrics.regressions.labels(record.severity, entry.spec.category, team).inc()
+                await self._event(
+                    obj,
+                    entry,
+                    "Warning",
+                    conventions.REASON_REGRESSION_DETECTED,
+                    "Record",
+                    f"Regression {known.name} recorded: severity {record.severity}, "
+                    f"{_incident(entry)}",
+                    note_key=known.name,
+                )
+            entry.last_regression = known.name
+            logger.info(
+                "Drift handled: mitigation=%s/%s object=%s/%s action=%s severity=%s "
+                "regression=%s rollback_ms=%s",
+                entry.namespace,
+                entry.name,
+                obj["metadata"].get("namespace"),
+                obj["metadata"].get("name"),
+                outcome.action,
+                record.severity,
+                known.name,
+                "-" if outcome.seconds is None else f"{outcome.seconds * 1000:.1f}",
+            )
+            if resolve:
+                await self._resolve_open(entry, uid)
+        finally:
+            entry.recording -= 1
+            self.schedule_status(entry)
 
     async def _act(  # noqa: PLR0917
         self,
@@ -398,12 +432,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ settled
 
-    async def _settled(
-        self, entry: registry_.MitigationEntry, obj: dict[str, Any], uid: str, *, changed: bool
+    def _settled(
+        self, entry: registry_.MitigationEntry, state: ObjectState, uid: str, *, changed: bool
     ) -> None:
-        """The object is at its stable state: resolve its open Regressions."""
-        was_drifted = uid in entry.drifted
-        entry.drifted.pop(uid, None)
+        """The object is at its stable state: resolve its open Regressions (in its chain)."""
+        was_drifted = entry.drifted.pop(uid, None) is not None
+        pending = state.records is not None and not state.records.done()
+        if pending or uid in entry.open:
+            self._then(state, lambda: self._resolve_open(entry, uid))
+        elif changed or was_drifted:
+            self.schedule_status(entry)
+
+    async def _resolve_open(self, entry: registry_.MitigationEntry, uid: str) -> None:
         opened = entry.open.pop(uid, {})
         at = regressions.now()
         for known in opened.values():
@@ -418,8 +458,26 @@ class Pipeline:
                     known.name,
                     seconds,
                 )
-        if changed or was_drifted or opened:
-            self.schedule_status(entry)
+        self.schedule_status(entry)
+
+    def _then(self, state: ObjectState, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` after the object's earlier bookkeeping; a failure is logged, not raised."""
+        previous = state.records
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("Drift bookkeeping failed: error=%s", type(error).__name__)
+
+        task = asyncio.create_task(run())
+        state.records = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ fights
 
@@ -482,9 +540,7 @@ class Pipeline:
                     if outcome.patched is not None:
                         version = _version(outcome.patched["metadata"].get("resourceVersion"))
                         state.resource_version = max(state.resource_version, version)
-                        await self._settled(
-                            entry, outcome.patched, str(meta.get("uid")), changed=True
-                        )
+                        self._settled(entry, state, str(meta.get("uid")), changed=True)
                 state.fight = fights.rolled_back(
                     fight,
                     time.monotonic(),

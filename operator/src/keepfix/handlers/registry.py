@@ -52,6 +52,8 @@ class MitigationEntry:
     drifted: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     open: dict[str, dict[str, regressions_.Known]] = dataclasses.field(default_factory=dict)
     expired_announced: bool = False
+    #: Drifts acted on whose bookkeeping has not finished yet.
+    recording: int = 0
     #: False while discovery does not know the target kind (a CRD not installed yet).
     served: bool = True
 
