@@ -5,15 +5,19 @@ For every watch event of a target object (fetch), `keepfix.core` decides
 module applies the result: the guarded JSON patch, the Events, the
 Regression, the Mitigation's counters and the metrics.
 
-- One asyncio.Lock per object uid serializes the work on one object, so two
-  events never act twice; events are handled in tasks so a slow API call on
-  one object does not hold up the watch stream of the others.
+- One asyncio.Lock per object uid serializes deciding and acting on one
+  object (diff, fight window, rollback), so two events never act twice;
+  events are handled in tasks so a slow object does not hold up the watch
+  stream of the others.
 - The rollback goes first (it is what the latency metric measures, from the
-  watch event's arrival to the accepted patch), then the Events and the
-  Regression. On 409/422 the object is read again and the patch planned
-  again (at most `rollback_retries` times); the patch writes only protected
-  fields, each behind a `test` op, so a newer write to any other field is
-  never overwritten.
+  watch event's arrival to the accepted patch). The bookkeeping (Events, the
+  Regression, its resolution, the Mitigation's status) runs afterwards in a
+  per-object chain of tasks, in order, outside the lock: the next drift's
+  rollback never waits for the previous drift's API writes. On 409/422 the
+  object is read again and the patch planned again (at most
+  `rollback_retries` times); the patch writes only protected fields, each
+  behind a `test` op, so a newer write to any other field is never
+  overwritten.
 - Our own rollback comes back as a MODIFIED event with no drift: it is not
   counted, it resolves the open Regressions instead.
 - Fights: `fight_limit` drifts of one object within `fight_span` seconds stop
