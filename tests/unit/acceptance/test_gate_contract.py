@@ -506,10 +506,22 @@ def test_a_manifest_without_a_namespace_lands_where_namespace_says() -> None:
     assert shop.code == 1
     assert "Deployment shop/web" in shop.out
     elsewhere = gate(
-        "--policies", MITIGATION, "--manifests", "-", "--format", "json", stdin=manifest
+        "--policies",
+        MITIGATION,
+        "--manifests",
+        "-",
+        "--namespace",
+        "cart",
+        "--format",
+        "json",
+        stdin=manifest,
     )
     assert elsewhere.code == 0
     assert elsewhere.json()["violations"] == []
+    # Without --namespace the namespace is unknown (helm template prints none): a revert of
+    # shop/web in any namespace must not pass silently.
+    unknown = gate("--policies", MITIGATION, "--manifests", "-", stdin=manifest)
+    assert unknown.code == 1
 
 
 def test_a_mitigation_without_a_namespace_is_in_the_gate_namespace(tmp_path: pathlib.Path) -> None:
@@ -986,7 +998,12 @@ def test_guardrail_namespaces_see_the_namespace_a_manifest_lands_in(tmp_path: pa
         gate("--policies", policy, "--manifests", "-", "--namespace", "shop", stdin=manifest).code
         == 1
     )
-    assert gate("--policies", policy, "--manifests", "-", stdin=manifest).code == 0
+    assert (
+        gate("--policies", policy, "--manifests", "-", "--namespace", "cart", stdin=manifest).code
+        == 0
+    )
+    # An unknown namespace (no --namespace) may be any: every Guardrail of the kind applies.
+    assert gate("--policies", policy, "--manifests", "-", stdin=manifest).code == 1
 
 
 def test_every_item_path_in_a_mitigation_checks_each_item_that_sets_the_field(
@@ -1153,11 +1170,6 @@ def test_a_mitigation_as_the_api_server_returns_it_is_a_policy() -> None:
     assert "reverts Mitigation shop/web-replicas-fix" in run.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --policies rejects `kind: List` (kubectl get mit,gr -A -o yaml) as an unknown "
-    "kind, although --manifests reads a List item by item",
-)
 def test_policies_exported_as_a_kubectl_list_are_read_item_by_item() -> None:
     exported = {
         "apiVersion": "v1",
@@ -1254,11 +1266,6 @@ def test_json_and_sarif_escape_control_characters() -> None:
         assert "evil" in json.dumps(run.json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two different definitions of one Mitigation (same namespace/name, e.g. in two "
-    "files) are both enforced, so no manifest can pass (expected 3 and expected 5)",
-)
 def test_one_mitigation_defined_twice_is_bad_input_or_enforced_once(tmp_path: pathlib.Path) -> None:
     # The cluster holds one object per namespace/name: `kubectl apply -f policies/` leaves
     # the last one. The gate must not demand two values of one field at once; refusing the

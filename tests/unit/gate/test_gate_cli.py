@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+import yaml
 
 from keepfix.cli import gate
 
@@ -257,7 +258,8 @@ def test_bad_yaml_names_file_document_and_line(repo: pathlib.Path) -> None:
 
 def test_an_unknown_kind_in_policies_is_bad_input(repo: pathlib.Path) -> None:
     """A Deployment (or anything not a keepfix policy) in --policies is exit 2."""
-    r = bad_input(repo, policies=MITIGATION + "---\n" + deployment())
+    other = MITIGATION.replace("web-replicas-fix", "other-fix")
+    r = bad_input(repo, policies=other + "---\n" + deployment())
     path = repo / "policies" / "extra.yaml"
     assert r.err == (
         f"error: {path} (document 2): unknown kind 'Deployment' (apiVersion 'apps/v1'): "
@@ -419,3 +421,86 @@ def test_an_internal_error_is_exit_2_not_the_deny_code(
     r = run_gate([str(repo / "policies")], [str(repo / "manifests")])
     assert (r.code, r.out) == (2, "")
     assert r.err.startswith("error: internal error in keepfix gate (TypeError: boom)")
+
+
+# --- namespaces, duplicates, lists and empty policy sets -----------------------------------
+
+
+def test_without_a_namespace_flag_a_bare_manifest_matches_any_namespace(
+    repo: pathlib.Path,
+) -> None:
+    """helm template prints no namespace: a revert of shop/web must not pass silently."""
+    bare = write(repo / "bare.yaml", deployment(replicas=1, namespace=None))
+    code = gate.gate(
+        policies=[str(repo / "policies")],
+        manifests=[bare],
+        stdin=io.StringIO(),
+        stdout=(out := io.StringIO()),
+        stderr=io.StringIO(),
+    )
+    assert code == 1
+    assert "reverts Mitigation shop/web-replicas-fix" in out.getvalue()
+    assert run_gate([str(repo / "policies")], [bare], namespace="cart").code == 0
+
+
+def test_empty_policies_are_bad_input(repo: pathlib.Path) -> None:
+    """A gate that checks nothing would pass every pipeline: exit 2 instead."""
+    empty = repo / "empty"
+    empty.mkdir()
+    (empty / "routes.yaml").write_text(
+        "apiVersion: keepfix.dev/v1alpha1\nkind: AlertRoute\nmetadata: {name: r}\nspec: {}\n"
+    )
+    r = run_gate([str(empty)], [str(repo / "manifests")])
+    assert (r.code, r.out) == (2, "")
+    assert r.err == (
+        f"error: {empty}: no policies found: --policies takes keepfix.dev/v1alpha1 "
+        "Mitigation and Guardrail objects\n"
+    )
+
+
+def test_an_invalid_policy_is_not_also_reported_as_no_policies(repo: pathlib.Path) -> None:
+    """When the only policy is broken, its error is the one reported."""
+    broken = write(repo / "broken.yaml", MITIGATION.replace("admission: Deny", "admission: X"))
+    r = run_gate([broken], [str(repo / "manifests")])
+    assert r.code == 2
+    assert "no policies found" not in r.err
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "name"),
+    [
+        (
+            MITIGATION,
+            MITIGATION.replace("value: 3", "value: 5"),
+            "Mitigation shop/web-replicas-fix",
+        ),
+        (GUARDRAIL, GUARDRAIL, "Guardrail no-latest"),
+    ],
+    ids=["mitigation", "guardrail"],
+)
+def test_one_policy_defined_twice_is_bad_input(
+    tmp_path: pathlib.Path, first: str, second: str, name: str
+) -> None:
+    """The cluster holds one object per name: both places are named."""
+    a, b = write(tmp_path / "a.yaml", first), write(tmp_path / "b.yaml", "---\n" + second)
+    r = run_gate([a, b], [write(tmp_path / "m.yaml", deployment())])
+    assert (r.code, r.out) == (2, "")
+    assert r.err == f"error: {b} (document 1): {name} defined twice: also in {a} (document 1)\n"
+
+
+def test_policies_in_a_list_are_read_item_by_item(tmp_path: pathlib.Path) -> None:
+    """`kubectl get mit,gr -A -o yaml` output; a bad item is named by its index."""
+    items = [yaml.safe_load(MITIGATION), yaml.safe_load(GUARDRAIL)]
+    listed = write(
+        tmp_path / "l.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    r = run_gate([listed], ["-"], stdin=deployment(replicas=1))
+    assert r.code == 1, r.err
+    assert "against 1 Mitigation and 1 Guardrail" in r.out
+    items.append({"apiVersion": "v1", "kind": "Pod"})
+    bad = write(
+        tmp_path / "l.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    r = run_gate([bad], ["-"], stdin=deployment())
+    assert r.code == 2
+    assert r.err.startswith(f"error: {bad} (document 1): items[2]: unknown kind 'Pod'")

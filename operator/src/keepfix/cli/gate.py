@@ -69,9 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--namespace",
-        default="default",
-        help="the namespace of manifests that name none (default: default, as kubectl apply; "
-        '"" checks them as cluster-scoped objects)',
+        default="",
+        help="the namespace manifests that name none will be applied to, as kubectl apply -n "
+        "(default: unknown, so they match Mitigations of their kind and name in any namespace "
+        "and Guardrails whatever their namespaces)",
     )
     p.set_defaults(func=run)
 
@@ -93,7 +94,7 @@ def gate(
     policies: Sequence[str],
     manifests: Sequence[str],
     output_format: str = "text",
-    namespace: str = "default",
+    namespace: str = "",
     stdin: TextIO,
     stdout: TextIO,
     stderr: TextIO,
@@ -149,7 +150,18 @@ def _gate(
         )
     loaded_policies = sources.read(policies, stdin=stdin)
     loaded_manifests = sources.read(manifests, stdin=stdin)
+    before = len(problems)
     mitigations, guardrails = _policies(loaded_policies.documents, namespace, problems)
+    if not (mitigations or guardrails or loaded_policies.problems or len(problems) > before):
+        # A gate that checks nothing would pass every pipeline: say so instead.
+        problems.append(
+            sources.Problem(
+                " ".join(policies),
+                None,
+                "no policies found: --policies takes keepfix.dev/v1alpha1 Mitigation and "
+                "Guardrail objects",
+            )
+        )
     objects = list(_objects(loaded_manifests.documents, problems))
     problems[:0] = [*loaded_policies.problems, *loaded_manifests.problems]
     if problems:
@@ -200,22 +212,55 @@ def _policies(
 ) -> tuple[list[policy.MitigationPolicy], list[policy.GuardrailPolicy]]:
     mitigations: list[policy.MitigationPolicy] = []
     guardrails: list[policy.GuardrailPolicy] = []
-    for doc in documents:
-        body = doc.body
-        kind = body.get("kind") if isinstance(body, dict) else None
-        api_version = body.get("apiVersion") if isinstance(body, dict) else None
+    # The cluster holds one object per name: a second definition is ambiguous, not a second rule.
+    defined: dict[policy.Ref, str] = {}
+    for doc, where, body in _policy_objects(documents):
         try:
-            if api_version == conventions.API_VERSION and kind == conventions.KIND_MITIGATION:
-                mitigations.append(convert.mitigation(body, default_namespace=namespace))
-            elif api_version == conventions.API_VERSION and kind == conventions.KIND_GUARDRAIL:
-                guardrails.append(convert.guardrail(body))
-            elif api_version == conventions.API_VERSION and kind in NOT_POLICIES:
-                continue
-            else:
-                problems.append(sources.Problem(doc.source, doc.index, _not_a_policy(body)))
+            found = _policy(body, namespace)
         except convert.InvalidPolicy as exc:
-            problems.extend(sources.Problem(doc.source, doc.index, e) for e in exc.errors)
+            problems.extend(sources.Problem(doc.source, doc.index, where + e) for e in exc.errors)
+            continue
+        if found is None:
+            continue
+        if found.ref in defined:
+            twice = f"{found.ref.kind} {found.ref} defined twice: also in {defined[found.ref]}"
+            problems.append(sources.Problem(doc.source, doc.index, where + twice))
+            continue
+        defined[found.ref] = (
+            f"{doc.source} (document {doc.index}{', ' + where[:-2] if where else ''})"
+        )
+        if isinstance(found, policy.MitigationPolicy):
+            mitigations.append(found)
+        else:
+            guardrails.append(found)
     return mitigations, guardrails
+
+
+def _policy(body: Any, namespace: str) -> policy.MitigationPolicy | policy.GuardrailPolicy | None:
+    """The policy in one object; None for a keepfix kind that is not one; InvalidPolicy else."""
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or body.get("apiVersion") != conventions.API_VERSION:
+        raise convert.InvalidPolicy([_not_a_policy(body)])
+    if kind == conventions.KIND_MITIGATION:
+        # A Mitigation is namespaced: without a namespace it lands where kubectl would put it.
+        return convert.mitigation(body, default_namespace=namespace or "default")
+    if kind == conventions.KIND_GUARDRAIL:
+        return convert.guardrail(body)
+    if kind in NOT_POLICIES:
+        return None
+    raise convert.InvalidPolicy([_not_a_policy(body)])
+
+
+def _policy_objects(
+    documents: Sequence[sources.Document],
+) -> Iterator[tuple[sources.Document, str, Any]]:
+    """(document, `items[i]: ` or "", object): a `kind: List` (kubectl get -o yaml) item by item."""
+    for doc in documents:
+        if _is_list(doc.body):
+            for i, item in enumerate(doc.body["items"]):
+                yield doc, f"items[{i}]: ", item
+        else:
+            yield doc, "", doc.body
 
 
 def _not_a_policy(body: Any) -> str:
@@ -242,7 +287,7 @@ def _objects(
                 )
             )
             continue
-        if str(body["kind"]).endswith("List") and isinstance(body.get("items"), list):
+        if _is_list(body):
             yield from _list_items(doc, body["items"], problems)
         else:
             yield Manifest(doc, body)
@@ -259,6 +304,12 @@ def _list_items(
             problems.append(
                 sources.Problem(doc.source, doc.index, f"items[{i}]: not a Kubernetes object")
             )
+
+
+def _is_list(body: Any) -> bool:
+    return (
+        _is_object(body) and body["kind"].endswith("List") and isinstance(body.get("items"), list)
+    )
 
 
 def _is_object(body: Any) -> bool:
