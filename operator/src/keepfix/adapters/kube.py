@@ -673,6 +673,14 @@ class _Stream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._response is not None:
-            self._response.release()
-            self._response = None
+        response, self._response = self._response, None
+        if response is None:
+            return
+        if not response.content.at_eof():
+            # An abandoned stream (a watch being stopped): drop the connection at
+            # once. A graceful TLS shutdown needs more loop turns than a stopping
+            # operator may have, and would leave the socket to the garbage collector.
+            transport = response.connection.transport if response.connection else None
+            if transport is not None:
+                transport.abort()
+        response.release()

@@ -291,7 +291,10 @@ class WatchManager:
             if len(names) + 1 >= self._coalesce:
                 shared = self._new_stream(group)
                 for moved in names:
-                    await self._move(self._subs[moved], shared)
+                    if moved in self._subs:  # (not released while we awaited)
+                        await self._move(self._subs[moved], shared)
+                # A concurrent release may have emptied and dropped it meanwhile.
+                shared = self._streams.setdefault(group, shared)
         if shared is not None:
             shared.by_name[key.name] = key
             self._join(shared, _Sub(key=key, stream=shared))
@@ -301,7 +304,11 @@ class WatchManager:
         self._join(stream, _Sub(key=key, stream=stream))
 
     async def _move(self, sub: _Sub, shared: _Stream) -> None:
-        """Serve a name key from the shared stream (started first: no gap), then drop its own."""
+        """Serve a name key from the shared stream and stop its own.
+
+        The shared stream's first LIST delivers the key's objects again, so
+        nothing changed in between is lost.
+        """
         assert sub.key.name is not None
         shared.by_name[sub.key.name] = sub.key
         own, sub.stream = sub.stream, shared
