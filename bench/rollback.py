@@ -93,6 +93,10 @@ def _scenario(
             raise
         config.load_kube_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
         end_to_end = _drift_loop(drifts)
+        # The operator logs each drift after its bookkeeping: wait for the last ones.
+        deadline = time.monotonic() + 30
+        while len(_operator_seconds(log)) < drifts and time.monotonic() < deadline:
+            time.sleep(0.2)
         operator = _operator_seconds(log)
         rss = _rss_mib(proc.pid)
     finally:

@@ -481,7 +481,12 @@ class Pipeline:
         task = asyncio.create_task(run())
         state.records = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._chain_done(state, t))
+
+    def _chain_done(self, state: ObjectState, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if state.records is task:
+            state.records = None  # keep nothing of a finished drift (memory per object)
 
     # ------------------------------------------------------------------ fights
 
