@@ -103,10 +103,10 @@ StartOperator = Callable[..., Operator]
 
 @pytest.fixture
 def operator(cluster: Any, crds: list[str], tmp_path: Path) -> Iterator[StartOperator]:
-    """A factory: `operator(failure_policy="Ignore")` starts one operator process."""
+    """A factory: `operator(failure_policy="Ignore", cert_dir=None)` starts an operator process."""
     started: list[Operator] = []
 
-    def start(*, failure_policy: str = "Ignore") -> Operator:
+    def start(*, failure_policy: str = "Ignore", cert_dir: Path | None = None) -> Operator:
         webhook_port, metrics_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -119,6 +119,8 @@ def operator(cluster: Any, crds: list[str], tmp_path: Path) -> Iterator[StartOpe
             "KEEPFIX_METRICS_PORT": str(metrics_port),
             "KEEPFIX_OPERATOR_NAMESPACE": "keepfix",
         }
+        if cert_dir is not None:
+            env["KEEPFIX_WEBHOOK_CERT_DIR"] = str(cert_dir)
         log = tmp_path / f"operator-{len(started)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(

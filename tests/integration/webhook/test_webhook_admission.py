@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -13,8 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from keepfix.adapters import kube
+from keepfix.adapters.webhook import certs
 from keepfix.api import conventions
 
 pytestmark = pytest.mark.integration
@@ -484,3 +489,35 @@ def test_gate_and_admission_agree(
         for violation in report["violations"]:
             if violation["level"] == "Deny":
                 assert violation["message"] in webhook.stderr, (label, violation)
+
+
+def test_rotated_certificate_is_used_without_a_restart(
+    cluster: Any,
+    namespace: str,
+    operator: StartOperator,
+    guardrails: Guardrails,
+    tmp_path: Path,
+) -> None:
+    """New files in the cert dir (a new CA too, as cert-manager rotates) keep admission working."""
+    hosts = ("127.0.0.1", "localhost")
+    now = datetime.datetime.now(datetime.UTC)
+    certs.write(certs.generate(hosts=hosts, now=now), directory=tmp_path)
+    op = operator(cert_dir=tmp_path)
+    guardrails(guardrail())
+    wait_denied(cluster, deployment(namespace, "probe", privileged=True))
+    rotated = certs.generate(hosts=hosts, now=now)
+    certs.write(rotated, directory=tmp_path)
+    wanted = base64.b64encode(rotated.ca_pem).decode()
+    eventually(
+        lambda: all(
+            w["clientConfig"]["caBundle"] == wanted
+            for w in webhook_configuration(cluster)["webhooks"]
+        ),
+        what="the caBundle to carry the new CA",
+    )
+    served = ssl.get_server_certificate(("127.0.0.1", op.webhook_port)).encode()
+    assert x509.load_pem_x509_certificate(served) == x509.load_pem_x509_certificate(
+        rotated.cert_pem
+    )
+    assert DENIAL in wait_denied(cluster, deployment(namespace, privileged=True))
+    assert op.proc.poll() is None
