@@ -1233,11 +1233,6 @@ CONTROL_MANIFEST = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --format junit writes control characters from a manifest value raw "
-    "(e.g. an escaped \\x1b in a YAML string): the XML is not well-formed, CI cannot read it",
-)
 def test_junit_stays_well_formed_whatever_the_manifest_holds() -> None:
     run = gate(
         "--policies", GUARDRAIL, "--manifests", "-", "--format", "junit", stdin=CONTROL_MANIFEST
@@ -1246,11 +1241,6 @@ def test_junit_stays_well_formed_whatever_the_manifest_holds() -> None:
     ET.fromstring(run.out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: text output prints control characters from a manifest value raw: an escape "
-    "sequence in a manifest can rewrite or hide lines of the CI log",
-)
 def test_text_output_has_no_raw_control_characters() -> None:
     run = gate("--policies", GUARDRAIL, "--manifests", "-", stdin=CONTROL_MANIFEST)
     assert "WARN" in run.out

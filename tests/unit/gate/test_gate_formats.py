@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from keepfix.cli import gate
+from keepfix.cli.output import report
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
 
@@ -333,3 +334,52 @@ def test_yaml_only_values_render_in_every_format(tmp_path: pathlib.Path) -> None
         )
         assert code == 1, fmt
         assert "2024-01-02" in out.getvalue(), fmt
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("a\x1b[2Kb", "a\\x1b[2Kb"),
+        ("a\r\nb", "a\\r\\nb"),
+        ("tab\tstays", "tab\tstays"),
+        ("\x00\x7f\x85\x9b", "\\x00\\x7f\\x85\\x9b"),
+        ("line\u2028sep", "line\\u2028sep"),
+        ("\ud800\ufffe\uffff", "\\ud800\\ufffe\\uffff"),
+        ("plain ümlaut 日本", "plain ümlaut 日本"),
+    ],
+)
+def test_printable_escapes_control_characters(raw: str, shown: str) -> None:
+    """Control characters from manifests are spelled as escapes; other text is untouched."""
+    assert report.printable(raw) == shown
+
+
+def test_junit_and_text_escape_every_character_xml_cannot_hold(tmp_path: pathlib.Path) -> None:
+    """A manifest value with NUL, ESC, a lone surrogate or U+FFFE keeps JUnit well-formed."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: keepfix.dev/v1alpha1\nkind: Guardrail\nmetadata: {name: g}\nspec:\n"
+        "  match: {resources: [{apiGroups: [''], kinds: [ConfigMap]}]}\n"
+        "  rules: [{name: r, path: data.k, equals: ok}]\n  enforcement: Deny\n"
+    )
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "c\\e", namespace: s}\n'
+        'data: {k: "\\0\\e[31m\\uFFFE\\x85\\n"}\n'
+    )
+    for fmt in ("junit", "text"):
+        out, err = io.StringIO(), io.StringIO()
+        code = gate.gate(
+            policies=[str(policy)],
+            manifests=[str(manifest)],
+            output_format=fmt,
+            stdin=io.StringIO(),
+            stdout=out,
+            stderr=err,
+        )
+        assert code == 1, err.getvalue()
+        assert "\\x1b[31m" in out.getvalue()
+        if fmt == "junit":
+            root = ET.fromstring(out.getvalue())
+            case = root.find("testsuite/testcase")
+            assert case is not None
+            assert case.get("classname") == "ConfigMap s/c\\x1b"

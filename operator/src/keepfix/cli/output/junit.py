@@ -18,6 +18,8 @@ from keepfix.core import policy
 
 def render(report: report_.Report) -> str:
     """The XML document, `testsuites` at the root."""
+    # Text from manifests goes through report_.printable: XML 1.0 cannot hold most control
+    # characters at all, and a CI log should not interpret them.
     root = ET.Element("testsuites", name="keepfix gate")
     by_file: dict[str, list[report_.Checked]] = {}
     for checked in report.checked:
@@ -30,7 +32,7 @@ def render(report: report_.Report) -> str:
 
 
 def _suite(source: str, checks: list[report_.Checked]) -> ET.Element:
-    suite = ET.Element("testsuite", name=source)
+    suite = ET.Element("testsuite", name=report_.printable(source))
     for checked in checks:
         for ref in _policies(checked):
             suite.append(_case(checked, ref))
@@ -46,16 +48,19 @@ def _policies(checked: report_.Checked) -> list[policy.Ref]:
 def _case(checked: report_.Checked, ref: policy.Ref) -> ET.Element:
     case = ET.Element(
         "testcase",
-        classname=report_.manifest_label(checked.ref),
-        name=f"{ref.kind} {ref}",
-        file=checked.source,
+        classname=report_.printable(report_.manifest_label(checked.ref)),
+        name=report_.printable(f"{ref.kind} {ref}"),
+        file=report_.printable(checked.source),
         line=str(checked.line),
     )
     findings = [f for f in checked.findings if f.policy == ref]
     denied = [f for f in findings if f.blocks]
     if denied:
         failure = ET.SubElement(
-            case, "failure", message=denied[0].message, type=policy.Level.DENY.label
+            case,
+            "failure",
+            message=report_.printable(denied[0].message),
+            type=policy.Level.DENY.label,
         )
         failure.text = _lines(denied)
     others = [f for f in findings if not f.blocks]
@@ -65,7 +70,7 @@ def _case(checked: report_.Checked, ref: policy.Ref) -> ET.Element:
 
 
 def _lines(findings: Iterable[policy.Finding]) -> str:
-    return "\n".join(f"{f.level.label}: {f.message}" for f in findings)
+    return "\n".join(f"{f.level.label}: {report_.printable(f.message)}" for f in findings)
 
 
 def _count(element: ET.Element, children: list[ET.Element]) -> None:

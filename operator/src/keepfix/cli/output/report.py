@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from keepfix.core import policy
@@ -47,3 +48,14 @@ class Report:
 def manifest_label(ref: policy.Ref) -> str:
     """`Deployment shop/web`, the way kubectl users name an object."""
     return f"{ref.kind} {ref}"
+
+
+#: Characters that must not reach a terminal, a CI log or XML raw: C0 controls but tab
+#: (newline too: a message is one line), DEL, C1 controls, line/paragraph separators,
+#: and what XML 1.0 cannot hold at all (lone surrogates, U+FFFE, U+FFFF).
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters spelled as Python escapes (`\\x1b`, `\\n`)."""
+    return _UNPRINTABLE.sub(lambda found: repr(found[0])[1:-1], text)

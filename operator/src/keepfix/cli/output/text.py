@@ -12,8 +12,12 @@ def render(report: report_.Report) -> str:
     for checked in report.checked:
         if not checked.findings:
             continue
-        lines.append(f"{checked.where} {report_.manifest_label(checked.ref)}")
-        lines.extend(f"  {f.level.label.upper():<5} {f.message}" for f in checked.findings)
+        # Values come from the manifests: escape what could rewrite or hide lines of a CI log.
+        header = f"{checked.where} {report_.manifest_label(checked.ref)}"
+        lines.append(report_.printable(header))
+        lines.extend(
+            f"  {f.level.label.upper():<5} {report_.printable(f.message)}" for f in checked.findings
+        )
     lines.append(_summary(report))
     return "\n".join(lines) + "\n"
 
