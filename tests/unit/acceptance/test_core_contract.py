@@ -620,11 +620,6 @@ def test_a_rule_that_breaks_the_contract_is_refused(spec: dict[str, Any]) -> Non
         rules.Rule.from_dict(spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: atLeast on an image pinned by tag AND digest (nginx:1.26@sha256:...) "
-    "breaks the rule although DESIGN compares the image tag",
-)
 def test_atleast_compares_the_tag_of_an_image_pinned_by_tag_and_digest() -> None:
     # DESIGN.md: `atLeast: "1.25.3"` on a container image compares the image tag, so
     # `nginx:1.24.0` breaks it and `nginx:1.26` keeps it. `nginx:1.26@sha256:...` has the

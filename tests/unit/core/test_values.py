@@ -245,6 +245,8 @@ def test_other_lists_match_whole_and_in_order(
         ("registry.example.com/a/b:10.0", "nginx:9.9.9", 1),
         ("1.2.3", "1.10.0", -1),
         ("v1.2.3", "1.2.3", 0),
+        ("nginx:1.25@sha256:abcd", "1.25.3", -1),  # tag and digest: the tag counts
+        ("host:5000/nginx:1.26@sha256:abcd", "1.25.3", 1),
     ],
 )
 def test_compare(left: Any, right: Any, expected: int) -> None:
@@ -264,7 +266,8 @@ def test_compare_as_versions() -> None:
     ("left", "right", "reason"),
     [
         ("nginx@sha256:abcd", "1.25.3", "pinned by digest"),
-        ("nginx:1.25@sha256:abcd", "1.25.3", "pinned by digest"),
+        ("host:5000/nginx@sha256:abcd", "1.25.3", "pinned by digest only"),
+        ("nginx:latest@sha256:abcd", "1.25.3", "uses the tag latest"),
         ("nginx:latest", "1.25.3", "uses the tag latest"),
         ("docker.io/nginx", "1.25.3", "has no tag"),
         ("host:5000/nginx", "1.25.3", "has no tag"),

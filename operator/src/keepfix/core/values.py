@@ -34,8 +34,9 @@ above (``1.1 == "1.10"`` and ``1.1 == "1.1"`` but ``"1.1" != "1.10"``).
 Ordering (``compare``) serves ``atLeast``/``atMost``: numbers and quantities
 by value; otherwise versions, including the tag of an image reference
 (``nginx:1.24.0 < 1.25.3``, ``host:5000/img:1.2``). What has no order raises
-``NotComparable`` instead of guessing: a digest (``@sha256:...``), ``latest``,
-a missing tag, or a tag that is not a version.
+``NotComparable`` instead of guessing: a bare digest (``img@sha256:...``; with
+a tag too, ``img:1.26@sha256:...``, the tag counts), ``latest``, a missing
+tag, or a tag that is not a version.
 
 ``canonical`` gives a JSON-able form for hashing in which equal values look
 the same (quantity spellings, int/float, key order, merge-keyed list order).
@@ -301,14 +302,19 @@ def _looks_like_image(text: str) -> bool:
 
 
 def image_tag(reference: str) -> str:
-    """The tag of an image reference; NotComparable for a digest, no tag or ``latest``."""
-    if "@" in reference:
-        raise NotComparable(
-            f"image {reference!r} is pinned by digest, which has no version order; "
-            "compare it with equals or notIn instead"
-        )
-    name = reference.rsplit("/", 1)[-1]
+    """The tag of an image reference; NotComparable for digest only, no tag or ``latest``.
+
+    ``nginx:1.26@sha256:...`` (pinned by tag and digest, as Renovate writes it) has
+    the tag ``1.26``; the digest is ignored.
+    """
+    named, at, _digest = reference.partition("@")
+    name = named.rsplit("/", 1)[-1]
     if ":" not in name:
+        if at:
+            raise NotComparable(
+                f"image {reference!r} is pinned by digest only, which has no version order; "
+                "compare it with equals or notIn instead"
+            )
         raise NotComparable(
             f"image {reference!r} has no tag (it means latest), which has no version order"
         )
