@@ -8,6 +8,7 @@ expected answer), since the operator picks policies up asynchronously.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -412,3 +413,123 @@ def test_mitigation_warn_admits_with_a_warning(
     for w in warnings:
         assert len(w.removeprefix("Warning: ")) <= 120, w
     assert replicas(kube, namespace) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a captured Mitigation (capture: true, admission: Deny) never denies a revert:"
+    " captured fields are left out of the admission policy although status.stable has them",
+)
+def test_captured_mitigation_with_admission_deny_rejects_a_revert(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    kube.run("create", "configmap", "flags", "-n", namespace, "--from-literal=mode=safe")
+    kube.apply(
+        {
+            "apiVersion": "keepfix.dev/v1alpha1",
+            "kind": "Mitigation",
+            "metadata": {"name": "captured", "namespace": namespace},
+            "spec": {
+                "target": {"apiVersion": "v1", "kind": "ConfigMap", "name": "flags"},
+                "fields": [{"path": "data.mode"}],
+                "capture": True,
+                "action": "Alert",
+                "admission": "Deny",
+                "incident": {"id": "INC-7"},
+            },
+        }
+    )
+
+    def captured() -> bool:
+        st = kube.get("mitigation", "captured", namespace).get("status") or {}
+        return st.get("stable") == [{"path": "data.mode", "value": "safe"}]
+
+    eventually(captured, "the stable value captured into status.stable")
+
+    def denied() -> Any:
+        proc = kube.run(
+            "patch",
+            "configmap",
+            "flags",
+            "-n",
+            namespace,
+            "--dry-run=server",
+            "-p",
+            '{"data":{"mode":"fast"}}',
+            check=False,
+        )
+        return proc if proc.returncode != 0 else None
+
+    proc = eventually(denied, "a revert of the captured value denied", patience=20)
+    assert "captured" in proc.stderr
+
+
+def test_selector_mitigation_denies_creating_a_matching_object_at_known_bad(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    kube.apply(
+        {
+            "apiVersion": "keepfix.dev/v1alpha1",
+            "kind": "Mitigation",
+            "metadata": {"name": "edge-flags", "namespace": namespace},
+            "spec": {
+                "target": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "selector": {"matchLabels": {"tier": "edge"}},
+                },
+                "fields": [{"path": "data.flag", "value": "on", "knownBad": ["off"]}],
+                "admission": "Deny",
+                "incident": {"id": "INC-8"},
+                "owner": {"team": "edge-sre"},
+            },
+        }
+    )
+    bad = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "new", "namespace": namespace, "labels": {"tier": "edge"}},
+        "data": {"flag": "off"},
+    }
+    dry = eventually(
+        lambda: (p := attempt(kube, bad, "--dry-run=server")).returncode != 0 and p,
+        "the selector Mitigation in force",
+    )
+    for part in ("edge-flags", "INC-8", "edge-sre", "off"):
+        assert part in dry.stderr, dry.stderr
+    unlabelled = json.loads(json.dumps(bad))
+    unlabelled["metadata"]["labels"] = {"tier": "core"}
+    proc = attempt(kube, unlabelled)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_secret_values_never_appear_in_admission_messages(
+    kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
+) -> None:
+    manifest = guardrail("weak-token", "Warn", namespaces=[namespace])
+    manifest["spec"]["match"]["resources"] = [{"apiGroups": [""], "kinds": ["Secret"]}]
+    manifest["spec"]["rules"] = [{"name": "no-weak", "path": "data.token", "notMatches": "^d2Vh"}]
+    guardrails(manifest)
+    weak = "weak-token-value-42"
+
+    def secret(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"token": base64.b64encode(weak.encode()).decode()},
+        }
+
+    proc = eventually(
+        lambda: (
+            (p := attempt(kube, secret("probe"), "--dry-run=server"))
+            and "Warning" in p.stderr
+            and p
+        ),
+        "the Secret Guardrail in force",
+    )
+    proc = attempt(kube, secret("real"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" in proc.stderr
+    for needle in (weak, base64.b64encode(weak.encode()).decode()):
+        assert needle not in proc.stderr, proc.stderr
