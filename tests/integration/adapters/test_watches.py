@@ -504,3 +504,26 @@ async def test_a_name_joins_an_open_namespace_stream(
     await set_value(api, namespace, "web", "2")
     await until(recorder.seen("MODIFIED", "web"), "MODIFIED web after the whole key left")
     assert {e.object["metadata"]["name"] for e in recorder.events} == {"web"}
+
+
+async def test_survives_its_crd_being_deleted_and_created_again(
+    api: kube.Kube,
+    crd: WidgetCrd,
+    manager: watches.WatchManager,
+    recorder: Recorder,
+    namespace: str,
+) -> None:
+    """Deleting the CRD deletes its objects (DELETED arrives); a new CRD is watched again."""
+    crd.install()
+    widgets = await api.resource_for(crd.api_version, "Widget")
+    await api.create(widgets, body=crd.widget(namespace, "first"))
+    key = watches.WatchKey(crd.api_version, "Widget", namespace)
+    await manager.ensure(key)
+    await until(recorder.seen("ADDED", "first"), "ADDED first")
+    crd.cluster.kubectl("delete", "crd", f"widgets.{crd.group}", "--wait=true", "--timeout=60s")
+    await until(recorder.seen("DELETED", "first"), "DELETED first with its CRD")
+    crd.install()
+    widgets = await api.resource_for(crd.api_version, "Widget")
+    await api.create(widgets, body=crd.widget(namespace, "second"))
+    await until(recorder.seen("ADDED", "second"), "ADDED second after the CRD came back")
+    assert manager.healthy()

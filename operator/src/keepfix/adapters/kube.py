@@ -324,6 +324,10 @@ class Kube:
             raise UnknownKind(f"The API server does not serve kind {kind} in {api_version}")
         return found
 
+    def forget(self, api_version: str) -> None:
+        """Drop what discovery knows of `api_version` (its CRD may have been deleted)."""
+        self._discovery.pop(api_version, None)
+
     async def _discover(self, api_version: str) -> dict[str, Resource]:
         group, version = split_api_version(api_version)
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"

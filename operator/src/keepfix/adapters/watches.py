@@ -421,6 +421,8 @@ class WatchManager:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if isinstance(error, kube_.NotFound):
+                    self._kube.forget(stream.key.api_version)  # the CRD may be gone
                 attempt = await self._pause(stream.key, attempt, error)
 
     async def _pause(self, key: WatchKey, attempt: int, error: Exception) -> int:
