@@ -141,3 +141,14 @@ async def test_close_frees_the_port(meters: metrics.Metrics) -> None:
         assert (await fetch(second, "/healthz"))[0] == 200
     finally:
         await second.close()
+
+
+async def test_a_port_in_use_raises_oserror(
+    server: metrics.Server, meters: metrics.Metrics
+) -> None:
+    """Serving on a port already taken raises OSError and the first server keeps serving."""
+    with pytest.raises(OSError, match="in use"):
+        await metrics.serve(
+            host="127.0.0.1", port=server.port, registry=meters.registry, health=Health()
+        )
+    assert (await fetch(server, "/healthz"))[0] == 200

@@ -172,7 +172,8 @@ async def serve(
     """Serve GET /metrics (Prometheus text) and GET /healthz (200 `ok` or 503).
 
     `health` is called on each /healthz request and must be quick; an
-    exception from it counts as unhealthy. port=0 binds a free port.
+    exception from it counts as unhealthy. port=0 binds a free port; a port
+    in use raises OSError (nothing is left running).
     """
 
     async def metrics_handler(_: web.Request) -> web.Response:
@@ -197,7 +198,11 @@ async def serve(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     bound = port
     for address in runner.addresses:
         bound = int(address[1])
