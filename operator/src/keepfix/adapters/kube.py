@@ -19,8 +19,12 @@ Design:
 - A transport failure (connection refused, TLS, timeout) raises
   `TransportError` (an `ApiError` with status 0): retrying later may help.
 
-Names of absent objects: `get` and `delete` return None when the object is
-absent; every other call raises `NotFound`.
+- Watches (`stream`) hold a connection each; every other request waits for
+  one of `max_requests` slots, so a burst reuses a few connections instead of
+  opening one per request (asyncio keeps a 256 KiB TLS buffer per connection).
+
+Absent objects: `get` and `delete` return None; every other call raises
+`NotFound`.
 """
 
 from __future__ import annotations
