@@ -527,3 +527,21 @@ async def test_survives_its_crd_being_deleted_and_created_again(
     await api.create(widgets, body=crd.widget(namespace, "second"))
     await until(recorder.seen("ADDED", "second"), "ADDED second after the CRD came back")
     assert manager.healthy()
+
+
+async def test_cluster_scoped_and_all_namespace_keys(
+    api: kube.Kube, cluster: Any, manager: watches.WatchManager, recorder: Recorder, namespace: str
+) -> None:
+    """A cluster-scoped kind is watched by name; namespace None spans every namespace."""
+    own = watches.WatchKey("v1", "Namespace", None, namespace)
+    everywhere = watches.WatchKey("v1", "ConfigMap", None, label_selector=f"probe={namespace}")
+    await api.create(CONFIGMAPS, body=configmap(namespace, "labelled", {"probe": namespace}))
+    for key in (own, everywhere):
+        await manager.ensure(key)
+        await asyncio.wait_for(manager.wait_synced(key), 60)
+    assert {(e.object["kind"], e.object["metadata"]["name"]) for e in recorder.events} == {
+        ("Namespace", namespace),
+        ("ConfigMap", "labelled"),
+    }
+    cluster.kubectl("label", "namespace", namespace, "touched=yes")
+    await until(recorder.seen("MODIFIED", namespace), "MODIFIED namespace")
