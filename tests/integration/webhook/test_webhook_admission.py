@@ -339,7 +339,7 @@ def test_only_enforced_kinds_are_registered(
                     "apiGroups": ["apps"],
                     "apiVersions": ["*"],
                     "operations": ["CREATE", "UPDATE"],
-                    "resources": ["deployments"],
+                    "resources": ["deployments", "deployments/scale"],
                     "scope": "*",
                 }
             ],
@@ -521,3 +521,36 @@ def test_rotated_certificate_is_used_without_a_restart(
     )
     assert DENIAL in wait_denied(cluster, deployment(namespace, privileged=True))
     assert op.proc.poll() is None
+
+
+def test_kubectl_scale_is_reviewed(
+    cluster: Any, namespace: str, operator: StartOperator, guardrails: Guardrails
+) -> None:
+    """`kubectl scale` below a Deny floor, or reverting a Deny Mitigation, is refused."""
+    operator()
+    assert apply(cluster, deployment(namespace, replicas=3)).returncode == 0
+    fix = mitigation(namespace)
+    fix["spec"]["fields"] = [{"path": "spec.replicas", "value": 3, "knownBad": [1]}]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(fix))
+    floor = guardrail("floor", rule={"name": "min-replicas", "path": "spec.replicas", "atLeast": 2})
+    guardrails(floor)
+    wait_denied(cluster, deployment(namespace, "probe", replicas=1))
+    wait_denied(cluster, deployment(namespace, replicas=2))
+
+    def scale(count: int) -> subprocess.CompletedProcess[str]:
+        proc: subprocess.CompletedProcess[str] = cluster.kubectl(
+            "scale", "deployment", "web", "-n", namespace, f"--replicas={count}", check=False
+        )
+        return proc
+
+    to_one = scale(1)
+    assert to_one.returncode == 1
+    assert 'admission webhook "guardrails.keepfix.dev" denied the request' in to_one.stderr or (
+        'admission webhook "mitigations.keepfix.dev" denied the request' in to_one.stderr
+    )
+    assert f"Mitigation {namespace}/web-memory-fix" in scale(2).stderr
+    assert scale(3).returncode == 0
+    replicas = cluster.kubectl(
+        "get", "deployment", "web", "-n", namespace, "-o", "jsonpath={.spec.replicas}"
+    ).stdout
+    assert replicas == "3"

@@ -302,6 +302,7 @@ def test_decode_reads_the_request() -> None:
         dry_run=True,
         object=_deployment(privileged=True),
         old_object=old,
+        resource=("apps", "v1", "deployments"),
     )
 
 
@@ -394,3 +395,62 @@ def test_published_policies_take_effect_on_the_next_review() -> None:
     assert reviewer(GR, body)["response"]["allowed"] is False
     reviewer.publish(_policies())
     assert reviewer(GR, body)["response"]["allowed"] is True
+
+
+def _scale_review(replicas: int, old_replicas: int, *, dry_run: bool = False) -> dict[str, Any]:
+    def scale(count: int) -> dict[str, Any]:
+        spec = {"replicas": count} if count else {}  # Scale omits a zero count
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": spec,
+            "status": {"replicas": old_replicas},
+        }
+
+    body = _review(scale(replicas), old=scale(old_replicas), dry_run=dry_run)
+    body["request"]["kind"] = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    body["request"]["subResource"] = "scale"
+    return body
+
+
+SCALE_KINDS = {("apps", "deployments"): "Deployment"}
+REPLICAS_FIX = {
+    **_mitigation("Deny"),
+    "spec": {
+        **_mitigation("Deny")["spec"],
+        "fields": [{"path": "spec.replicas", "value": 3, "knownBad": [1]}],
+    },
+}
+
+
+@pytest.mark.parametrize(("replicas", "allowed"), [(1, False), (0, False), (3, True)])
+def test_kubectl_scale_is_reviewed_as_a_change_of_spec_replicas(
+    replicas: int, allowed: bool
+) -> None:
+    """A Scale write that reverts spec.replicas is denied like an edit of the Deployment."""
+    rec = Recorder()
+    reviewer = rec.reviewer(_policies(mitigations=(REPLICAS_FIX,)))
+    reviewer.scale_kinds = SCALE_KINDS
+    answer = reviewer(MIT, _scale_review(replicas, 3))
+    assert answer["response"]["allowed"] is allowed
+    assert rec.counted == [("Deployment", "Allowed" if allowed else "Denied")]
+
+
+def test_scale_counts_only_findings_on_replicas() -> None:
+    """Rules on fields a Scale does not carry never fire on `kubectl scale`."""
+    floor = _guardrail("floor", "Deny", name="min", path="spec.replicas", atLeast=2)
+    image = _guardrail(
+        "pinned", "Deny", name="tag", path="spec.template.spec.containers[0].image", present=True
+    )
+    reviewer = Recorder().reviewer(_policies((floor, image)))
+    reviewer.scale_kinds = SCALE_KINDS
+    assert reviewer(GR, _scale_review(2, 3))["response"] == {"uid": "7b0b5a4e", "allowed": True}
+    denied = reviewer(GR, _scale_review(1, 3))["response"]
+    assert denied["status"]["message"].startswith("Guardrail floor, rule min: spec.replicas")
+
+
+def test_scale_of_a_resource_keepfix_did_not_register_is_allowed() -> None:
+    """Without a known parent kind a Scale write is allowed untouched."""
+    reviewer = Recorder().reviewer(_policies(mitigations=(REPLICAS_FIX,)))
+    assert reviewer(MIT, _scale_review(1, 3))["response"] == {"uid": "7b0b5a4e", "allowed": True}

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 WILDCARD: Final = "*"
 OPERATIONS: Final = ("CREATE", "UPDATE")
+#: The subresource registered beside each resource (a Scale request is reviewed as
+#: a change of the object's spec.replicas; see review.from_scale).
+SCALE: Final = "scale"
 #: Namespaces never sent to the webhook, besides the operator's own.
 ALWAYS_EXCLUDED: Final = ("kube-system",)
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
@@ -164,6 +167,8 @@ class Registrar:
         # Kinds discovery did not know; asked again only by a new Registrar (the
         # periodic resync), not on every policy change.
         self._missing: set[GroupKind] = set()
+        #: (group, plural) -> kind of every resource registered so far.
+        self.kinds_by_resource: dict[tuple[str, str], str] = {}
 
     async def sync(self, wanted: Targets) -> bool:
         """Apply the configuration for `wanted`; True when the cluster was written."""
@@ -189,6 +194,10 @@ class Registrar:
         for group, kind in sorted(kinds):
             for found_group, plural in await self._resources(group, kind):
                 by_group.setdefault(found_group, set()).add(plural)
+                if plural != WILDCARD:
+                    # `kubectl scale` writes the scale subresource, not the object.
+                    by_group[found_group].add(f"{plural}/{SCALE}")
+                    self.kinds_by_resource[(found_group, plural)] = kind
         if WILDCARD in by_group.get(WILDCARD, set()):
             return [rule(WILDCARD, [WILDCARD])]
         return [rule(group, plurals) for group, plurals in sorted(by_group.items())]

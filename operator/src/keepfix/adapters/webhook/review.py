@@ -51,6 +51,9 @@ MESSAGE_FINDINGS: Final = 5
 ELLIPSIS: Final = "..."
 PREEXISTING_PREFIX: Final = "Existing: "
 ERROR_WARNING: Final = "keepfix webhook failed internally; request allowed (see operator log)"
+#: The subresource `kubectl scale` writes, and the one field it carries.
+SCALE: Final = "scale"
+SCALE_PATH: Final = "spec.replicas"
 
 #: Policy kind each webhook answers for.
 WEBHOOK_POLICY_KIND: Final[Mapping[str, str]] = {
@@ -80,6 +83,11 @@ class Request:
     dry_run: bool
     object: Mapping[str, Any]
     old_object: Mapping[str, Any] | None
+    #: request.resource as (group, version, resource), and request.subResource.
+    resource: tuple[str, str, str] = ("", "", "")
+    sub_resource: str = ""
+    #: When set, only findings on these paths count (a Scale carries spec.replicas only).
+    paths: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +113,8 @@ def decode(body: Mapping[str, Any]) -> Request:
         raise ReviewError("request.object is missing")
     old = request.get("oldObject")
     kind = request.get("kind")
+    resource = request.get("resource")
+    resource = resource if isinstance(resource, Mapping) else {}
     return Request(
         uid=request["uid"],
         kind=str(kind.get("kind", "")) if isinstance(kind, Mapping) else str(obj.get("kind", "")),
@@ -113,7 +123,51 @@ def decode(body: Mapping[str, Any]) -> Request:
         dry_run=bool(request.get("dryRun")),
         object=obj,
         old_object=old if isinstance(old, Mapping) else None,
+        resource=(
+            str(resource.get("group") or ""),
+            str(resource.get("version") or ""),
+            str(resource.get("resource") or ""),
+        ),
+        sub_resource=str(request.get("subResource") or ""),
     )
+
+
+def from_scale(request: Request, kinds: Mapping[tuple[str, str], str]) -> Request | None:
+    """A `scale` subresource request as a change of the parent object's spec.replicas.
+
+    `kubectl scale` writes an autoscaling/v1 Scale, not the Deployment, so the
+    policies of the parent kind see an object holding only its name,
+    namespace and `spec.replicas`, and only findings on that path count (the
+    rest of the object is not in the request). `kinds` maps (group, resource)
+    to the parent kind; None when the resource is not one keepfix registered.
+    """
+    group, version, plural = request.resource
+    kind = kinds.get((group, plural))
+    if kind is None:
+        return None
+    api_version = f"{group}/{version}" if group else version
+    old = request.old_object
+    return dataclasses.replace(
+        request,
+        kind=kind,
+        object=_scaled(request.object, api_version, kind),
+        old_object=_scaled(old, api_version, kind) if old is not None else None,
+        paths=(SCALE_PATH,),
+    )
+
+
+def _scaled(scale: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    metadata = scale.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    spec = scale.get("spec")
+    # Scale.spec.replicas is omitted when it is 0 (omitempty).
+    replicas = spec.get("replicas", 0) if isinstance(spec, Mapping) else 0
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {k: metadata[k] for k in ("name", "namespace") if metadata.get(k)},
+        "spec": {"replicas": replicas},
+    }
 
 
 def decide(
@@ -122,7 +176,7 @@ def decide(
     """The verdict on `request`, for findings of `policy_kind` (None: every kind)."""
     if policy_kind is not None:
         policies = only(policies, policy_kind)
-    return verdict(_own(_findings(policies, request), policy_kind))
+    return verdict(_own(_findings(policies, request), policy_kind, request.paths))
 
 
 def only(policies: policy.PolicySet, policy_kind: str) -> policy.PolicySet:
@@ -209,13 +263,20 @@ class Reviewer:
         self._on_prevented = on_prevented
         self._on_counted = on_counted
         self._views: tuple[policy.PolicySet | None, Mapping[str, policy.PolicySet]] = (None, {})
+        #: (group, resource) -> kind of what is registered, for `scale` requests.
+        self.scale_kinds: Mapping[tuple[str, str], str] = {}
 
     def __call__(self, webhook: str, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = _uid(body)
         try:
             request = decode(body)
+            if request.sub_resource == SCALE:
+                scaled = from_scale(request, self.scale_kinds)
+                if scaled is None:
+                    return response(uid, Verdict(allowed=True, label=conventions.VERDICT_ALLOWED))
+                request = scaled
             kind = WEBHOOK_POLICY_KIND.get(webhook)
-            result = verdict(_own(_findings(self.view(kind), request), kind))
+            result = verdict(_own(_findings(self.view(kind), request), kind, request.paths))
         except Exception:
             logger.exception("Admission review failed, request allowed: uid=%s", uid)
             result = Verdict(
@@ -261,10 +322,15 @@ class Reviewer:
             logger.exception("Admission review counting failed")
 
 
-def _own(findings: Sequence[policy.Finding], policy_kind: str | None) -> Sequence[policy.Finding]:
-    if policy_kind is None:
-        return findings
-    return [f for f in findings if f.policy.kind == policy_kind]
+def _own(
+    findings: Sequence[policy.Finding], policy_kind: str | None, paths: tuple[str, ...] | None
+) -> Sequence[policy.Finding]:
+    return [
+        f
+        for f in findings
+        if (policy_kind is None or f.policy.kind == policy_kind)
+        and (paths is None or f.path in paths)
+    ]
 
 
 def _findings(policies: policy.PolicySet, request: Request) -> tuple[policy.Finding, ...]:

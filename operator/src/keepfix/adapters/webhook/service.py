@@ -156,10 +156,12 @@ class Webhook:
         if force:
             self.registrar = registration.Registrar(kube=self._kube, options=self._options())
         try:
-            return await self.registrar.sync(registration.targets(self._publish()))
+            written = await self.registrar.sync(registration.targets(self._publish()))
         except kube_mod.ApiError as error:
             logger.warning("ValidatingWebhookConfiguration not applied: %s", error)
             raise
+        self.reviewer.scale_kinds = dict(self.registrar.kinds_by_resource)
+        return written
 
     async def _sync_loop(self) -> None:
         seen = (self.reviewer.published, _mtime(self._ca_file()))
