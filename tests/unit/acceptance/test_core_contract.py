@@ -247,11 +247,6 @@ def test_different_values_are_not_equal(a: Any, b: Any) -> None:
     assert not values.equal(b, a)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: quoted cpu quantities "1" and "1.0" (or "0.5"/"0.50") are not equal: '
-    "phantom drift / false revert on resources",
-)
 @pytest.mark.parametrize(("a", "b"), [("1", "1.0"), ("0.5", "0.50"), ("2", "2.0")])
 def test_plain_decimal_spellings_of_one_cpu_quantity_are_equal(a: str, b: str) -> None:
     # DESIGN.md: "Equality is semantic: `512Mi == 0.5Gi`, `1 == 1000m` for quantities".
@@ -270,11 +265,6 @@ def test_scalar_equality_is_symmetric() -> None:
             assert values.equal(a, b) == values.equal(b, a), (a, b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: scalar equality is not transitive: "1" == "1000m" == "1.0" but "1" != "1.0" '
-    "(same root cause as the cpu quantity bug)",
-)
 def test_scalar_equality_is_transitive() -> None:
     # Issue 3: "semantic equality is an equivalence relation".
     broken = [

@@ -868,3 +868,29 @@ def test_render_and_compact_json_take_keys_of_mixed_types() -> None:
     """A mapping with number and string keys (YAML `9000:` beside `"9001":`) renders sorted."""
     assert rules.render({9000: "a", "9001": "b"}) == '{"9000":"a","9001":"b"}'
     assert rules.compact_json([{1: {2: "x", "y": None}}]) == '[{"1":{"2":"x","y":null}}]'
+
+
+@pytest.mark.parametrize(
+    ("path", "operand", "value", "holds"),
+    [
+        ("spec.containers[*].resources.limits.cpu", "1", "1.0", True),
+        ("spec.containers[name=web].resources.requests.memory", "0.5", "0.50", True),
+        ("spec.containers[*].args[*]", "1", "1.0", False),  # list items of a free field
+        ("spec.containers[*].args[0]", "1.10", "1.10", True),
+        ("spec.containers[*].env[name=V].value", "1.10", "1.1", False),
+    ],
+)
+def test_equals_reads_plain_decimals_by_the_field(
+    path: str, operand: str, value: str, holds: bool
+) -> None:
+    """Quantity fields compare "1" and "1.0" by value; free strings compare as text."""
+    container = {
+        "name": "web",
+        "resources": {"limits": {"cpu": value}, "requests": {"memory": value}},
+        "args": [value],
+        "env": [{"name": "V", "value": value}],
+    }
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    obj["spec"] = {"containers": [container]}
+    rule = Rule.from_dict({"name": "r", "path": path, "equals": operand})
+    assert (rules.evaluate([rule], obj) == ()) is holds

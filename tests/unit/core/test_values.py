@@ -110,8 +110,6 @@ def test_equal_scalars(declared: Any, live: Any) -> None:
         (True, 1),
         (False, 0),
         (True, "true"),
-        ("1.10", "1.1"),
-        ("01", "1"),
         ("512Mi", "512M"),
         ("web", "Web"),
         (None, 0),
@@ -128,6 +126,63 @@ def test_not_equal_scalars(declared: Any, live: Any) -> None:
     """Booleans are not numbers, plain decimal strings compare as text."""
     assert not values.equal(declared, live)
     assert not values.equal(live, declared)
+
+
+@pytest.mark.parametrize(
+    ("field", "parent"),
+    [
+        ("version", None),
+        ("value", "env"),
+        ("cpu", "data"),  # a ConfigMap key named cpu is a free string
+        ("memory", "labels"),
+        ("args", None),
+        ("9000", "data"),
+    ],
+)
+@pytest.mark.parametrize(("a", "b"), [("1.10", "1.1"), ("01", "1"), ("1", "1.0"), ("0.5", "0.50")])
+def test_plain_decimal_strings_under_a_free_field_compare_as_text(
+    field: str, parent: str | None, a: str, b: str
+) -> None:
+    """Versions, labels, env values, ConfigMap data: `"1.10" != "1.1"`."""
+    assert not values.equal(a, b, field=field, parent=parent)
+    assert not values.equal(b, a, field=field, parent=parent)
+    assert values.equal(a, a, field=field, parent=parent)
+
+
+@pytest.mark.parametrize(
+    ("field", "parent"),
+    [
+        (None, None),  # a bare value
+        ("cpu", None),
+        ("memory", "resources"),
+        ("storage", None),
+        ("ephemeral-storage", None),
+        ("hugepages-2Mi", None),
+        ("sizeLimit", "emptyDir"),
+        ("nvidia.com/gpu", "limits"),
+        ("pods", "hard"),
+        ("cpu", "requests"),
+        ("storage", "capacity"),
+        ("cpu", "allocatable"),
+    ],
+)
+@pytest.mark.parametrize(("a", "b"), [("1.10", "1.1"), ("01", "1"), ("1", "1.0"), ("0.5", "0.50")])
+def test_plain_decimal_strings_under_a_quantity_field_compare_by_value(
+    field: str | None, parent: str | None, a: str, b: str
+) -> None:
+    """resources.limits.cpu "1" is "1.0": charts quote cpu both ways."""
+    assert values.equal(a, b, field=field, parent=parent)
+    assert values.equal(b, a, field=field, parent=parent)
+    assert not values.equal("1", "2", field=field, parent=parent)
+
+
+def test_the_parent_key_reaches_nested_values_and_list_items() -> None:
+    """Mappings pass their key down; list items sit under the list's key."""
+    live = {"limits": {"nvidia.com/gpu": "1.0"}, "data": {"cpu": "1.0"}, "args": ["1.0"]}
+    assert values.equal({"limits": {"nvidia.com/gpu": "1"}}, live)
+    assert not values.equal({"data": {"cpu": "1"}}, live)
+    assert not values.equal({"args": ["1"]}, live)
+    assert values.equal({"limits": {"cpu": ["0.5"]}}, {"limits": {"cpu": ["0.50"]}})
 
 
 def test_mapping_is_a_subset() -> None:

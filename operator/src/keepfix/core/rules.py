@@ -244,13 +244,15 @@ def _evaluate_rule(rule: Rule, obj: Mapping[str, Any], *, fast: bool = True) -> 
     if path is None:
         return []
     if fast and all(
-        _verdict(rule, value, found, field) is None for value, found, field in _walk(obj, path)
+        _verdict(rule, value, found, where) is None for value, found, where in _walk(obj, path)
     ):
         return []
     secret = obj.get("kind") == "Secret"
     found: list[Violation] = []
     for location in paths.resolve(obj, path):
-        verdict = _verdict(rule, location.value, location.present, _field_name(location))
+        verdict = _verdict(
+            rule, location.value, location.present, _field_of(location.concrete.segments)
+        )
         if verdict is not None:
             found.append(_violation(rule, location, verdict, secret=secret))
     return found
@@ -261,16 +263,18 @@ def _evaluate_rule(rule: Rule, obj: Mapping[str, Any], *, fast: bool = True) -> 
 _Verdict: TypeAlias = tuple[str, str]
 
 
-def _verdict(rule: Rule, value: Any, present: bool, field: str | None) -> _Verdict | None:
+def _verdict(rule: Rule, value: Any, present: bool, where: _Field) -> _Verdict | None:
     """None when the value at one location keeps the rule."""
     c = rule.constraint
+    field, parent = where
     if not present or value is None:
         absent_ok = c.op in ABSENT_SATISFIES or _wants_absent(c) or rule.optional
         return None if absent_ok else ("absent", "")
     if c.op == "equals":
-        return None if values.equal(c.operand, value, field=field) else ("differs", "")
+        same = values.equal(c.operand, value, field=field, parent=parent)
+        return None if same else ("differs", "")
     if c.op == "notIn":
-        bad = any(values.equal(b, value, field=field) for b in c.operand)
+        bad = any(values.equal(b, value, field=field, parent=parent) for b in c.operand)
         return ("known-bad", "") if bad else None
     if c.op in ("matches", "notMatches"):
         text = _text(value)
@@ -354,12 +358,11 @@ def _violation(rule: Rule, location: paths.Match, verdict: _Verdict, *, secret: 
     )
 
 
-def _walk(node: Any, path: paths.Path) -> Iterator[tuple[Any, bool, str | None]]:
+def _walk(node: Any, path: paths.Path) -> Iterator[tuple[Any, bool, _Field]]:
     """(value, present, field) at every location `paths.resolve` would give, cheaply."""
-    last = path.segments[-1] if path.segments else None
-    field = last.name if isinstance(last, paths.Key) else None
+    where = _field_of(path.segments)
     for value, present in _values(node, True, path.segments, path.pointer):
-        yield value, present, field
+        yield value, present, where
 
 
 def _values(
@@ -402,9 +405,20 @@ def _child(
     return None, False
 
 
-def _field_name(location: paths.Match) -> str | None:
-    last = location.concrete.segments[-1] if location.concrete.segments else None
-    return last.name if isinstance(last, paths.Key) else None
+#: (field, parent): the key a value sits under and the key above it, list steps skipped
+#: (`containers[name=web].image` -> image, containers; `args[0]` -> args, ...), which
+#: decide list merging and whether strings are quantities, as in `values.equal`.
+_Field: TypeAlias = tuple[str | None, str | None]
+
+
+def _field_of(segments: tuple[paths.Segment, ...]) -> _Field:
+    field: str | None = None
+    for segment in reversed(segments):
+        if isinstance(segment, paths.Key):
+            if field is not None:
+                return field, segment.name
+            field = segment.name
+    return field, None
 
 
 def _text(value: Any) -> str | None:

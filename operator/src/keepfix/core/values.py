@@ -11,8 +11,13 @@ Equality (``equal``) is what a person means by "the same setting":
 * Two *strings* compare exactly, except that two different strings are equal
   when both parse as quantities and at least one of them carries a unit
   suffix or an exponent (``"512Mi" == "0.5Gi"``, ``"1" == "1000m"``). Two
-  plain decimal strings never compare as numbers: ``"1.10" != "1.1"``,
-  because such strings are far more often versions or labels than amounts.
+  plain decimal strings compare by value only under a quantity field
+  (``quantity_field``: ``cpu``, ``memory``, ``storage``, ``ephemeral-storage``,
+  ``hugepages-*``, ``sizeLimit``, every key under ``limits``, ``requests``,
+  ``capacity``, ``allocatable`` or ``hard``) and for a bare value with no
+  field: there ``"1" == "1.0"`` and ``"0.5" == "0.50"``, as charts quote
+  them. Elsewhere (ConfigMap ``data``, labels, env values, versions) they
+  compare as text: ``"1.10" != "1.1"``.
 * A declared mapping is a subset: every key it declares must match, extra
   live keys (server defaults, other writers' fields) are ignored; a declared
   ``None`` requires the key to be absent (or null). With ``whole=True``
@@ -27,9 +32,10 @@ Equality (``equal``) is what a person means by "the same setting":
   key, whatever the order and whatever other items live holds (``whole``:
   no other items); any other list matches whole and in order.
 
-Because equality on mappings is a subset test it is not symmetric; on
-scalars it is an equivalence relation except across the plain-string rule
-above (``1.1 == "1.10"`` and ``1.1 == "1.1"`` but ``"1.1" != "1.10"``).
+Because equality on mappings is a subset test it is not symmetric. On
+scalars it is an equivalence relation under a quantity field and with no
+field; under other fields the plain-string rule breaks transitivity on
+purpose (``"1.1" == "1100m" == "1.10"`` but ``"1.1" != "1.10"``).
 
 Ordering (``compare``) serves ``atLeast``/``atMost``: numbers and quantities
 by value; otherwise versions, including the tag of an image reference
@@ -83,6 +89,13 @@ _QUANTITY: Final = re.compile(
     r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
     r"(?:[eE](?P<exponent>[+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?"
 )
+#: Fields that hold a Kubernetes quantity wherever they appear, and mappings whose
+#: every value is one (resources limits/requests, PV capacity, node allocatable,
+#: ResourceQuota hard).
+QUANTITY_FIELDS: Final = frozenset({"cpu", "memory", "storage", "ephemeral-storage", "sizeLimit"})
+QUANTITY_PARENTS: Final = frozenset({"limits", "requests", "capacity", "allocatable", "hard"})
+#: Mappings of free strings: a key named `cpu` in a ConfigMap's data is no quantity.
+FREE_PARENTS: Final = frozenset({"data", "stringData", "binaryData", "labels", "annotations"})
 _PLAIN: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _MAX_EXPONENT: Final = 1000
 _VERSION: Final = re.compile(r"[vV]?(?P<numbers>[0-9]+(?:\.[0-9]+)*)(?:[-+_].*)?")
@@ -129,32 +142,58 @@ def _is_plain(text: str) -> bool:
     return _PLAIN.fullmatch(text.strip()) is not None
 
 
+def quantity_field(field: str | None, parent: str | None = None) -> bool:
+    """Whether strings under ``field`` (in the mapping under ``parent``) are amounts.
+
+    A bare value (no field) is read as a quantity where it parses as one.
+    """
+    if field is None or parent in QUANTITY_PARENTS:
+        return True
+    if parent in FREE_PARENTS:
+        return False
+    return field in QUANTITY_FIELDS or field.startswith("hugepages-")
+
+
 # --- equality ------------------------------------------------------------------
 
 
-def equal(declared: Any, live: Any, *, field: str | None = None, whole: bool = False) -> bool:
+def equal(
+    declared: Any,
+    live: Any,
+    *,
+    field: str | None = None,
+    whole: bool = False,
+    parent: str | None = None,
+) -> bool:
     """Whether ``live`` holds what ``declared`` asks for (see the module docstring).
 
     ``field`` is the key the values sit under, which decides whether a list
-    merges by key; ``whole`` compares mappings and merge-keyed lists exactly.
+    merges by key and (with ``parent``, the key of the mapping holding it)
+    whether strings are quantities; ``whole`` compares mappings and
+    merge-keyed lists exactly.
     """
     if live is None and (is_empty(declared) or omitted_zero(field, declared)):
         return True
     if isinstance(declared, Mapping):
-        return isinstance(live, Mapping) and _mapping_equal(declared, live, whole)
+        return isinstance(live, Mapping) and _mapping_equal(declared, live, whole, field)
     if isinstance(declared, list):
-        return isinstance(live, list) and _list_equal(declared, live, field, whole)
-    return scalar_equal(declared, live)
+        return isinstance(live, list) and _list_equal(declared, live, field, whole, parent)
+    return scalar_equal(declared, live, field=field, parent=parent)
 
 
-def scalar_equal(declared: Any, live: Any) -> bool:
-    """Equality of two scalars: numbers and quantities by value, strings exactly."""
+def scalar_equal(
+    declared: Any, live: Any, *, field: str | None = None, parent: str | None = None
+) -> bool:
+    """Equality of two scalars: numbers and quantities by value, strings exactly.
+
+    Two plain decimal strings compare by value only under a quantity field.
+    """
     if isinstance(declared, bool) or isinstance(live, bool):
         return isinstance(declared, bool) and isinstance(live, bool) and declared == live
     if isinstance(declared, str) and isinstance(live, str):
         if declared == live:
             return True
-        if _is_plain(declared) and _is_plain(live):
+        if _is_plain(declared) and _is_plain(live) and not quantity_field(field, parent):
             return False
     left, right = as_number(declared), as_number(live)
     if left is not None and right is not None:
@@ -168,12 +207,14 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _mapping_equal(declared: Mapping[str, Any], live: Mapping[str, Any], whole: bool) -> bool:
+def _mapping_equal(
+    declared: Mapping[str, Any], live: Mapping[str, Any], whole: bool, field: str | None
+) -> bool:
     for key, want in declared.items():
         if want is None:
             if live.get(key) is not None:
                 return False
-        elif not equal(want, live.get(key), field=key, whole=whole):
+        elif not equal(want, live.get(key), field=key, whole=whole, parent=field):
             return False
     if whole:
         extra = {key for key, got in live.items() if not _absent(got)} - set(declared)
@@ -222,16 +263,23 @@ def _absent(value: Any) -> bool:
     return value is None or is_empty(value)
 
 
-def _list_equal(declared: list[Any], live: list[Any], field: str | None, whole: bool) -> bool:
+def _list_equal(
+    declared: list[Any], live: list[Any], field: str | None, whole: bool, parent: str | None
+) -> bool:
+    # Items sit under the list's own field: `args` items are free strings, `limits` ones not.
     key = merge_key(field, declared)
     if key is None:
         return len(declared) == len(live) and all(
-            equal(want, got, whole=whole) for want, got in zip(declared, live, strict=True)
+            equal(want, got, field=field, whole=whole, parent=parent)
+            for want, got in zip(declared, live, strict=True)
         )
     if whole and len(declared) != len(live):
         return False
     return all(
-        any(equal(want, got, whole=whole) for got in keyed_items(live, key, want[key]))
+        any(
+            equal(want, got, field=field, whole=whole, parent=parent)
+            for got in keyed_items(live, key, want[key])
+        )
         for want in declared
     )
 
@@ -331,8 +379,10 @@ def canonical(value: Any, *, field: str | None = None) -> Any:
     """A JSON-able form in which equal values are identical (for hashing).
 
     Numbers and quantity strings become an int, or an exact decimal string
-    when not whole; mappings drop null and empty values (dump them with sorted keys);
-    merge-keyed lists are sorted by their key.
+    when not whole (under any field: ``"1.1"`` and ``"1.10"`` share a form even
+    where they are not equal, which only merges two hashes); mappings drop
+    null and empty values (dump them with sorted keys); merge-keyed lists are
+    sorted by their key.
     """
     if isinstance(value, Mapping):
         members = {str(key): canonical(item, field=str(key)) for key, item in value.items()}
