@@ -346,11 +346,6 @@ def test_mitigation_deny_rejects_a_revert_naming_everything(
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `kubectl scale` (the scale subresource) bypasses admission: Deny on spec.replicas;"
-    " the webhook registers deployments but not deployments/scale",
-)
 def test_mitigation_deny_also_covers_kubectl_scale(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:
@@ -363,11 +358,6 @@ def test_mitigation_deny_also_covers_kubectl_scale(
     assert replicas(kube, namespace) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `kubectl scale` bypasses a Deny Guardrail floor (atLeast) on spec.replicas"
-    " (deployments/scale is not registered with the webhook)",
-)
 def test_guardrail_floor_also_covers_kubectl_scale(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
