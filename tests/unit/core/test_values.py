@@ -442,3 +442,33 @@ def test_equality_is_an_equivalence_on_quantities(a: Any, b: Any, c: Any) -> Non
         assert values.equal(a, c)
     assert values.equal(a, b) == (values.canonical(a) == values.canonical(b))
     assert (values.compare(a, b) == 0) == values.equal(a, b)
+
+
+_FIELDS = [(None, None), ("cpu", "limits"), ("memory", None), ("version", None), ("k", "data")]
+
+
+@st.composite
+def _plain_spellings(draw: st.DrawFn) -> Any:
+    """A quantity spelling, or a plain decimal with trailing zeros ("1.0", "0.50")."""
+    if draw(st.booleans()):
+        return draw(_quantity_spellings())
+    number = draw(st.integers(min_value=-1000, max_value=1000))
+    return f"{number / 4}" + "0" * draw(st.integers(min_value=0, max_value=2))
+
+
+@given(_plain_spellings(), _plain_spellings(), _plain_spellings(), st.sampled_from(_FIELDS))
+def test_equal_values_share_a_canonical_form_under_every_field(
+    a: Any, b: Any, c: Any, where: tuple[str | None, str | None]
+) -> None:
+    """Symmetric everywhere; equal values hash alike; transitive under quantity fields."""
+    field, parent = where
+    ab = values.equal(a, b, field=field, parent=parent)
+    assert ab == values.equal(b, a, field=field, parent=parent)
+    if ab:
+        assert values.canonical(a, field=field) == values.canonical(b, field=field)
+    if (
+        values.quantity_field(field, parent)
+        and ab
+        and values.equal(b, c, field=field, parent=parent)
+    ):
+        assert values.equal(a, c, field=field, parent=parent)

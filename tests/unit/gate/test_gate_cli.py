@@ -504,3 +504,9 @@ def test_policies_in_a_list_are_read_item_by_item(tmp_path: pathlib.Path) -> Non
     r = run_gate([bad], ["-"], stdin=deployment())
     assert r.code == 2
     assert r.err.startswith(f"error: {bad} (document 1): items[2]: unknown kind 'Pod'")
+
+
+def test_an_unknown_keepfix_kind_in_policies_is_bad_input(repo: pathlib.Path) -> None:
+    """keepfix.dev/v1alpha1 with a kind that is no keepfix kind is named, not skipped."""
+    r = bad_input(repo, policies="apiVersion: keepfix.dev/v1alpha1\nkind: Mitigations\n")
+    assert "unknown kind 'Mitigations' (apiVersion 'keepfix.dev/v1alpha1')" in r.err

@@ -113,3 +113,11 @@ def test_merge_keys_still_merge_with_string_keys() -> None:
     text = "base: &b {8080: a}\nport:\n  <<: *b\n  9000: b\n"
     body = sources.read(["-"], stdin=io.StringIO(text)).documents[0].body
     assert body["port"] == {"8080": "a", "9000": "b"}
+
+
+def test_a_key_with_an_unknown_tag_is_still_a_yaml_error() -> None:
+    """Only keys PyYAML can construct are rewritten; `!custom 1:` fails as before."""
+    loaded = sources.read(["-"], stdin=io.StringIO("data:\n  !custom 1: v\n"))
+    assert loaded.documents == ()
+    (problem,) = loaded.problems
+    assert problem.message.startswith("invalid YAML: line 2, column 3: could not determine")
