@@ -545,3 +545,26 @@ async def test_cluster_scoped_and_all_namespace_keys(
     }
     cluster.kubectl("label", "namespace", namespace, "touched=yes")
     await until(recorder.seen("MODIFIED", namespace), "MODIFIED namespace")
+
+
+async def test_a_resource_version_ahead_of_the_server_relists_after_an_error(
+    api: kube.Kube, manager: watches.WatchManager, recorder: Recorder, namespace: str
+) -> None:
+    """After an error, a resourceVersion the server has not reached (etcd restored) means a relist.
+
+    Otherwise the watch would wait silently for a version that never comes.
+    """
+    await api.create(CONFIGMAPS, body=configmap(namespace, "restored"))
+    key = watches.WatchKey("v1", "ConfigMap", namespace, "restored")
+    await manager.ensure(key)
+    await asyncio.wait_for(manager.wait_synced(key), 60)
+    await manager._suspend(key)
+    await set_value(api, namespace, "restored", "changed while disconnected")
+    ahead = str(int(manager._stream(key).resource_version or 0) + 10_000_000)
+    manager._resume(key, resource_version=ahead, after_error=True)
+    await until(recorder.seen("MODIFIED", "restored"), "MODIFIED restored from the relist")
+    assert manager._stream(key).relists == 2
+    await set_value(api, namespace, "restored", "after")
+    await until(
+        lambda: recorder.events[-1].object["data"]["v"] == "after", "the watch working again"
+    )

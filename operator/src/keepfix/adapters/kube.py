@@ -109,6 +109,18 @@ class ApiError(Exception):
         return cls(status, reason, message, body=body)
 
 
+def too_large_resource_version(error: ApiError) -> bool:
+    """True for the API server's "Too large resource version" answer (504).
+
+    It means the server's storage is behind the resourceVersion asked for:
+    etcd was restored or recreated and its revisions started lower.
+    """
+    causes = (error.body.get("details") or {}).get("causes") or []
+    return error.status == 504 and any(
+        cause.get("reason") == "ResourceVersionTooLarge" for cause in causes
+    )
+
+
 class NotFound(ApiError):
     """404: the object (or the kind) does not exist."""
 
@@ -581,6 +593,22 @@ class Kube:
         )
 
     # ------------------------------------------------------------------ transport
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: _Query | None = None,
+        body: Any = None,
+        content_type: str = _JSON,
+    ) -> JsonDict:
+        """Any other API call: the decoded JSON answer, or ApiError.
+
+        `path` is an API path such as `Resource.path(...)` returns; `query`
+        a list of (name, value) pairs.
+        """
+        return await self._json(method, path, query=query, body=body, content_type=content_type)
 
     async def _json(
         self,

@@ -120,6 +120,7 @@ class _Stream:
     listed_at: float = 0.0
     relists: int = 0
     resync_due: bool = False
+    check_version: bool = False  # after an error: is resource_version still ahead of etcd?
 
     def routes(self, name: str) -> list[WatchKey]:
         """The keys an object of this name is delivered to."""
@@ -375,11 +376,17 @@ class WatchManager:
         """Tests: stop the stream of `key` but keep its state (as a lost connection does)."""
         await self._stop(self._stream(key))
 
-    def _resume(self, key: WatchKey, *, resource_version: str | None = None) -> None:
-        """Tests: start the stream of `key` again, optionally from another resourceVersion."""
+    def _resume(
+        self, key: WatchKey, *, resource_version: str | None = None, after_error: bool = False
+    ) -> None:
+        """Tests: start the stream of `key` again, optionally from another resourceVersion.
+
+        `after_error` resumes as after a failed request (the resourceVersion is checked).
+        """
         stream = self._stream(key)
         if resource_version is not None:
             stream.resource_version = resource_version
+        stream.check_version = after_error
         self._start(stream)
 
     # ------------------------------------------------------------------ the loop
@@ -408,6 +415,9 @@ class WatchManager:
         while True:
             try:
                 resource = await self._kube.resource_for(stream.key.api_version, stream.key.kind)
+                if stream.check_version and await self._version_too_large(stream, resource):
+                    stream.resource_version = None
+                stream.check_version = False
                 if stream.resource_version is None or stream.resync_due:
                     await self._relist(stream, resource)
                 await self._watch(stream, resource)
@@ -423,7 +433,32 @@ class WatchManager:
             except Exception as error:
                 if isinstance(error, kube_.NotFound):
                     self._kube.forget(stream.key.api_version)  # the CRD may be gone
+                stream.check_version = True
                 attempt = await self._pause(stream.key, attempt, error)
+
+    async def _version_too_large(self, stream: _Stream, resource: kube_.Resource) -> bool:
+        """Whether the API server is behind our resourceVersion (etcd restored or recreated).
+
+        A WATCH from such a version would wait silently; a one-item LIST
+        with resourceVersionMatch=NotOlderThan says so at once (504).
+        """
+        query = [
+            ("limit", "1"),
+            ("resourceVersion", stream.resource_version or ""),
+            ("resourceVersionMatch", "NotOlderThan"),
+        ]
+        path = resource.path(namespace=stream.key.namespace if resource.namespaced else None)
+        try:
+            await self._kube.request("GET", path, query=query)
+        except kube_.ApiError as error:
+            if kube_.too_large_resource_version(error):
+                logger.warning(
+                    "Watch resourceVersion is ahead of the API server, listing again: %s",
+                    _describe(stream.key),
+                )
+                return True
+            raise
+        return False
 
     async def _pause(self, key: WatchKey, attempt: int, error: Exception) -> int:
         """Sleep the backoff for `attempt` and return the next attempt number."""
@@ -545,9 +580,10 @@ class WatchManager:
         metadata = obj.get("metadata") or {}
         if event_type == "ERROR":
             code = obj.get("code")
-            if code == 410:
-                raise _Expired(obj.get("message", ""))
-            raise kube_.ApiError.from_response(int(code or 500), json.dumps(obj).encode())
+            error = kube_.ApiError.from_response(int(code or 500), json.dumps(obj).encode())
+            if code == 410 or kube_.too_large_resource_version(error):
+                raise _Expired(error.message)
+            raise error
         stream.resource_version = metadata.get("resourceVersion") or stream.resource_version
         if event_type not in ("ADDED", "MODIFIED", "DELETED"):
             return  # BOOKMARK: only the resourceVersion moves on
