@@ -415,7 +415,11 @@ class WatchManager:
         while True:
             try:
                 resource = await self._kube.resource_for(stream.key.api_version, stream.key.kind)
-                if stream.check_version and await self._version_too_large(stream, resource):
+                if (
+                    stream.check_version
+                    and stream.resource_version is not None
+                    and await self._version_too_large(stream, resource)
+                ):
                     stream.resource_version = None
                 stream.check_version = False
                 if stream.resource_version is None or stream.resync_due:
