@@ -795,3 +795,65 @@ def test_regression_history_is_capped(kube: Kube, operator: Operator, namespace:
         )
     reg = one_regression(kube, ns)
     assert len(reg["status"].get("history") or []) <= 20, len(reg["status"]["history"])
+
+
+def test_target_deleted_and_recreated_from_an_old_manifest_gets_the_fix_back(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    """The GitOps story: the object is deleted and re-created from a manifest without the fix."""
+    ns = namespace
+    kube.apply(configmap("cfg", ns, {"mem": "512Mi"}))
+    kube.apply(
+        mitigation(
+            "fix",
+            ns,
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"},
+            [{"path": "data.mem", "value": "512Mi", "knownBad": ["128Mi"]}],
+            action="Rollback",
+            admission="Off",
+        )
+    )
+    watching(kube, ns, "fix")
+    kube.run("delete", "configmap", "cfg", "-n", ns)
+    eventually(
+        lambda: (kube.get("mitigation", "fix", ns).get("status") or {}).get("targets") == 0,
+        "targets 0 once the object is gone",
+    )
+    kube.run("create", "configmap", "cfg", "-n", ns, "--from-literal=mem=128Mi")
+    eventually(lambda: kube.get("configmap", "cfg", ns)["data"]["mem"] == "512Mi", "fix re-applied")
+    watching(kube, ns, "fix")
+
+
+def test_metrics_count_drifts_rollbacks_and_regressions(
+    kube: Kube, operator: Operator, story: str
+) -> None:
+    def total(name: str, **labels: str) -> float:
+        value = 0.0
+        for line in operator.metrics().splitlines():
+            head, _, number = line.rpartition(" ")
+            if head.split("{", 1)[0] != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                value += float(number)
+        return value
+
+    before = (
+        total("keepfix_drift_detected_total"),
+        total("keepfix_rollbacks_total", result="Succeeded"),
+        total("keepfix_regressions_total", severity="Critical", team="shop-sre"),
+        total("keepfix_drift_to_rollback_seconds_count"),
+    )
+    kube.patch("deployment", "web", story, memory_patch("128Mi"), "kubectl-edit")
+    eventually(lambda: kube.events(story, "DriftRolledBack"), "DriftRolledBack")
+
+    def moved() -> tuple[float, ...] | None:
+        after = (
+            total("keepfix_drift_detected_total"),
+            total("keepfix_rollbacks_total", result="Succeeded"),
+            total("keepfix_regressions_total", severity="Critical", team="shop-sre"),
+            total("keepfix_drift_to_rollback_seconds_count"),
+        )
+        return after if all(a > b for a, b in zip(after, before, strict=True)) else None
+
+    eventually(moved, f"every counter above {before}")
+    assert total("keepfix_watched_objects") >= 1

@@ -575,3 +575,50 @@ def test_secret_hash_in_a_denial_matches_the_regression(
     assert any(h.startswith(actual) or actual.startswith(h) for h in denied_hashes), (
         f"Regression says actual {actual}, expected {expected}; the denial said {denied_hashes}"
     )
+
+
+def test_an_invalid_guardrail_is_reported_and_does_not_disable_the_others(
+    kube: Kube, operator: Operator, guardrails: Callable[[dict[str, Any]], str], namespace: str
+) -> None:
+    broken = guardrail("bad-regex", "Deny")
+    broken["spec"]["rules"] = [{"name": "r", "path": "metadata.name", "matches": "(("}]
+    bad_name = guardrails(broken)
+    guardrails(guardrail("still-works", "Deny"))
+    denied_until_in_force(kube, pod_workload("priv", namespace, privileged=True), "in force")
+
+    def reported() -> Any:
+        conds = (kube.get("guardrail", bad_name).get("status") or {}).get("conditions") or []
+        return [c for c in conds if c["type"] == "Valid" and c["status"] == "False"]
+
+    cond = eventually(reported, "Valid=False on the broken Guardrail")[0]
+    assert "spec.rules[0].matches" in cond["message"], cond
+    ok = attempt(kube, pod_workload("fine", namespace, privileged=False))
+    assert ok.returncode == 0, ok.stderr
+    assert operator.proc.poll() is None
+
+
+def test_guardrail_status_sample_is_capped(
+    kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
+) -> None:
+    manifest = guardrail("cm-flag", "Audit", namespaces=[namespace])
+    manifest["spec"]["match"]["resources"] = [{"apiGroups": [""], "kinds": ["ConfigMap"]}]
+    manifest["spec"]["rules"] = [{"name": "flag-on", "path": "data.flag", "equals": "on"}]
+    name = guardrails(manifest)
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"cm{i}", "namespace": namespace},
+            "data": {"flag": "off"},
+        }
+        for i in range(25)
+    ]
+    kube.run(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    )
+    # (kube-root-ca.crt, which every namespace holds, has no flag either.)
+    eventually(lambda: _violations(kube, name) >= 25, "violations counting all 25")
+    sample = kube.get("guardrail", name)["status"].get("sample") or []
+    assert 1 <= len(sample) <= 20, len(sample)
+    violations = kube.events(namespace, "GuardrailViolation")
+    assert violations, "GuardrailViolation Events on the violating objects"
