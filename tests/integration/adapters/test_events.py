@@ -224,3 +224,16 @@ async def test_concurrent_repeats_share_one_event(
     await asyncio.gather(*(recorder.record(**say) for _ in range(5)))
     [event] = await events_in(api, namespace)
     assert event["series"]["count"] == 5
+
+
+async def test_series_memory_is_bounded(
+    api: kube.Kube, namespace: str, target: dict[str, Any]
+) -> None:
+    """Past max_series, the oldest series is forgotten: its next repeat starts a new Event."""
+    recorder = events.EventRecorder(api, reporting_instance="keepfix-0", max_series=2)
+    say: dict[str, Any] = {"regarding": target, "type": "Normal", "reason": "R", "action": "A"}
+    for note in ("first", "second", "third", "third", "first"):
+        await recorder.record(**say, note=note)
+    found = await events_in(api, namespace)
+    by_note = sorted((e["note"], (e.get("series") or {}).get("count", 1)) for e in found)
+    assert by_note == [("first", 1), ("first", 1), ("second", 1), ("third", 2)]
