@@ -857,3 +857,34 @@ def test_metrics_count_drifts_rollbacks_and_regressions(
 
     eventually(moved, f"every counter above {before}")
     assert total("keepfix_watched_objects") >= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: two Mitigations that contradict each other make keepfix fight itself, and the"
+    " drift is blamed on kubectl-create (a manager that does not own the field), not on keepfix",
+)
+def test_contradicting_mitigations_are_not_blamed_on_a_bystander(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    ns = namespace
+    kube.run("create", "configmap", "cfg", "-n", ns, "--from-literal=a=1")
+    target = {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}
+    kube.apply(mitigation("one", ns, target, [{"path": "data.a", "value": "1"}], admission="Off"))
+    watching(kube, ns, "one")
+    try:
+        kube.apply(
+            mitigation("two", ns, target, [{"path": "data.a", "value": "2"}], admission="Off")
+        )
+
+        def blamed() -> list[str] | None:
+            regs = [r for r in kube.regressions(ns) if r["spec"]["mitigation"]["name"] == "one"]
+            if not regs:
+                return None
+            return [c["manager"] for c in regs[0]["spec"].get("changedBy", [])] or None
+
+        managers = eventually(blamed, "a Regression of Mitigation one (keepfix wrote a=2)")
+        # Only keepfix (for Mitigation two) ever wrote a=2; kubectl-create wrote a=1.
+        assert "kubectl-create" not in managers, managers
+    finally:
+        kube.run("delete", "mitigation", "two", "-n", ns, "--wait=false", check=False)
