@@ -98,6 +98,9 @@ class OperatorSettings(pydantic.BaseModel):
     expiry_check_interval: float = pydantic.Field(
         default=60.0, gt=0, description="how often watch windows are checked for expiry, s"
     )
+    watch_backoff_cap: float = pydantic.Field(
+        default=30.0, gt=0, description="longest wait before a failed watch is retried, s"
+    )
     rollback_retries: int = pydantic.Field(
         default=5, ge=1, description="re-read and re-plan attempts on a 409/422"
     )

@@ -640,8 +640,11 @@ class Pipeline:
             note_key=note_key,
         )
 
-    async def close(self) -> None:
-        """Cancel every pending task (operator shutdown)."""
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Let started work finish for up to `grace` seconds, then cancel the rest (shutdown)."""
+        started = [t for t in (*self._tasks, *self._status_tasks.values()) if not t.done()]
+        if started:
+            await asyncio.wait(started, timeout=grace)
         pending = [*self._tasks, *self._status_tasks.values()]
         pending += [s.retry for s in self.objects.values() if s.retry is not None]
         for task in pending:

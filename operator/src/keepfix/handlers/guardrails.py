@@ -305,6 +305,8 @@ async def _violation_event(
 
 
 def _schedule_status(name: str, audit: Audit) -> None:
+    """Write the status soon; a change during a write makes one more write."""
+    audit.dirty = True
     running = _status_tasks.get(name)
     if running is not None and not running.done():
         return
@@ -312,17 +314,21 @@ def _schedule_status(name: str, audit: Audit) -> None:
 
 
 async def _write_status(name: str, audit: Audit) -> None:
-    await asyncio.sleep(0.05)
-    sample = [s for items in audit.violating.values() for s in items][: models.MAX_SAMPLE]
-    await _patch_status(
-        name,
-        {
-            "violations": len(audit.violating),
-            "sample": sample,
-            "observedGeneration": audit.generation,
-            "conditions": [_valid(True, "The spec is valid")],
-        },
-    )
+    while audit.dirty:
+        audit.dirty = False
+        await asyncio.sleep(0.05)
+        if _audits.get(name) is not audit:
+            return
+        sample = [s for items in audit.violating.values() for s in items][: models.MAX_SAMPLE]
+        await _patch_status(
+            name,
+            {
+                "violations": len(audit.violating),
+                "sample": sample,
+                "observedGeneration": audit.generation,
+                "conditions": [_valid(True, "The spec is valid")],
+            },
+        )
 
 
 async def _patch_status(name: str, status: dict[str, Any]) -> None:

@@ -167,8 +167,9 @@ def build_entry(
         entry.drifts, entry.rollbacks = previous.drifts, previous.rollbacks
         entry.regressions, entry.last_regression = previous.regressions, previous.last_regression
         entry.open, entry.expired_announced = previous.open, previous.expired_announced
-        # A drift already recorded is not a new one because the spec was edited.
-        entry.drifted = previous.drifted
+        # A drift already recorded is not a new one because the spec was edited; the
+        # targets stay counted until the check that follows the edit recounts them.
+        entry.drifted, entry.targets = previous.drifted, previous.targets
     return entry
 
 

@@ -85,7 +85,9 @@ async def start(settings: settings_.OperatorSettings) -> Runtime:
         for listener in listeners:
             await listener(event)
 
-    manager = watches.WatchManager(client, on_event=fan_out, metrics=meters)
+    manager = watches.WatchManager(
+        client, on_event=fan_out, metrics=meters, backoff_max=settings.watch_backoff_cap
+    )
     rt = Runtime(settings, client, meters, recorder, manager, pipeline, listeners=listeners)
     rt.server = await metrics_.serve(
         host=settings.metrics_host,
