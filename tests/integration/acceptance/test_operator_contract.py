@@ -387,6 +387,11 @@ def test_mitigation_status_is_complete(kube: Kube, story: str) -> None:
     assert st.get("lastRegression") == kube.regressions(ns)[0]["metadata"]["name"]
     conds = st.get("conditions") or []
     assert conds, st
+    # A Mitigation is the user's (often GitOps-managed) object: no annotations or finalizers added.
+    meta = kube.get("mitigation", "web-memory-fix", ns)["metadata"]
+    added = set(meta.get("annotations", {})) - {"kubectl.kubernetes.io/last-applied-configuration"}
+    assert not added, added
+    assert not meta.get("finalizers"), meta.get("finalizers")
     for c in conds:
         for key in ("type", "status", "reason", "message", "lastTransitionTime"):
             assert key in c, c
