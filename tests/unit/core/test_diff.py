@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 import yaml
 
-from keepfix.core import diff, rollback
+from keepfix.core import diff, paths, rollback
 
 DATA = pathlib.Path(__file__).parent.parent / "data" / "diff"
 CASES = sorted(path.name.removesuffix("-stable.yaml") for path in DATA.glob("*-stable.yaml"))
@@ -279,3 +279,29 @@ def test_secret_paths_other_than_string_data_keys_are_left_alone(path: str, poin
     live = {**SECRET, "data": {"token": "czNjcjN0"}}
     (drift,) = diff.diff([diff.ProtectedField(path, "x")], live)
     assert drift.pointer == pointer
+
+
+@pytest.mark.parametrize(
+    ("path", "declared", "live", "drifts"),
+    [
+        ('spec.containers[name=web].resources.limits["nvidia.com/gpu"]', "1", "1.0", False),
+        ("spec.containers[name=web].resources.limits.cpu", "0.5", "0.50", False),
+        ('spec.containers[name=web].resources.limits["nvidia.com/gpu"]', "1", "2", True),
+        ("metadata.labels.version", "1.10", "1.1", True),
+    ],
+)
+def test_plain_decimals_compare_as_amounts_only_under_quantity_fields(
+    path: str, declared: str, live: str, drifts: bool
+) -> None:
+    """`"1"` and `"1.0"` under limits are one amount; a label `1.10` is not `1.1`."""
+    obj = _pod({"name": "web", "resources": {"limits": {"nvidia.com/gpu": live, "cpu": live}}})
+    obj["metadata"] = {"labels": {"version": live}}
+    assert bool(diff.diff([diff.ProtectedField(path, declared)], obj)) is drifts
+
+
+def test_parent_key_is_the_mapping_holding_the_last_key() -> None:
+    """limits in limits.cpu; none after an index or for a one-key path."""
+    assert diff.parent_key(paths.parse("spec.resources.limits.cpu")) == "limits"
+    assert diff.parent_key(paths.parse("spec.containers[0]")) is None
+    assert diff.parent_key(paths.parse("spec")) is None
+    assert diff.parent_key(paths.parse("spec.containers[0].image")) is None

@@ -314,12 +314,10 @@ def test_a_guardrail_violation_names_guardrail_rule_incident_and_owner() -> None
         }
     )
     (finding,) = evaluate(manifest, guardrails=(g,))
-    assert finding.message.startswith(
+    assert finding.message == (
         "Guardrail no-privileged, rule not-privileged: "
-        "spec.template.spec.containers[name=web].securityContext.privileged is true"
-    )
-    assert finding.message.endswith(
-        "privileged containers caused INC-99 (INC-99, owner platform-sre)"
+        "spec.template.spec.containers[name=web].securityContext.privileged is true "
+        "(known-bad; INC-99, owner platform-sre): privileged containers caused INC-99"
     )
     assert finding.expected == {"notIn": [True]}
     assert finding.known_bad

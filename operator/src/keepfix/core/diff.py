@@ -134,7 +134,13 @@ def _holds(field: ProtectedField, match: paths.Match) -> bool:
     expected, actual = field.value, match.value
     if field.whole and match.pointer == "/metadata":
         expected, actual = _without_server_metadata(expected), _without_server_metadata(actual)
-    return values.equal(expected, actual, field=last_key(match.concrete), whole=field.whole)
+    return values.equal(
+        expected,
+        actual,
+        field=last_key(match.concrete),
+        whole=field.whole,
+        parent=parent_key(match.concrete),
+    )
 
 
 def _without_server_metadata(value: Any) -> Any:
@@ -145,8 +151,17 @@ def _without_server_metadata(value: Any) -> Any:
 
 def _is_known_bad(field: ProtectedField, match: paths.Match) -> bool:
     actual = match.value if match.present else None
-    key = last_key(match.concrete)
-    return any(values.equal(bad, actual, field=key) for bad in field.known_bad)
+    key, parent = last_key(match.concrete), parent_key(match.concrete)
+    return any(values.equal(bad, actual, field=key, parent=parent) for bad in field.known_bad)
+
+
+def parent_key(path: paths.Path) -> str | None:
+    """The mapping key of the mapping holding the path's last key (`limits` in limits.cpu)."""
+    keys = [s for s in path.segments[:-1] if isinstance(s, paths.Key)]
+    ends_in_key = bool(path.segments) and isinstance(path.segments[-1], paths.Key)
+    return (
+        keys[-1].name if keys and ends_in_key and isinstance(path.segments[-2], paths.Key) else None
+    )
 
 
 def last_key(path: paths.Path) -> str | None:

@@ -411,8 +411,22 @@ def _guardrail_findings(
     return findings
 
 
-def _violation_finding(g: GuardrailPolicy, v: rules.Violation) -> Finding:
+def _violation_message(g: GuardrailPolicy, v: rules.Violation) -> str:
+    """`Guardrail G, rule R: PATH is true (known-bad; INC-99, owner T): the rule's message`."""
     where = ", ".join(_context_parts(g.context))
+    reason = v.reason
+    if where:
+        tag = "(known-bad)"
+        reason = (
+            f"{reason[: -len(tag)]}(known-bad; {where})"
+            if reason.endswith(tag)
+            else (f"{reason} ({where})")
+        )
+    said = v.message.removeprefix(f"{v.path} {v.reason}")
+    return f"Guardrail {g.ref}, rule {v.rule}: {v.path} {reason}{said}"
+
+
+def _violation_finding(g: GuardrailPolicy, v: rules.Violation) -> Finding:
     return Finding(
         policy=g.ref,
         rule=v.rule,
@@ -422,7 +436,7 @@ def _violation_finding(g: GuardrailPolicy, v: rules.Violation) -> Finding:
         known_bad=v.known_bad,
         severity=GUARDRAIL_SEVERITY[g.level],
         level=g.level,
-        message=f"Guardrail {g.ref}, rule {v.rule}: {v.message}" + (f" ({where})" if where else ""),
+        message=_violation_message(g, v),
         context=g.context,
     )
 
