@@ -186,7 +186,8 @@ def _section(
         f"(Deployment web, Mitigation web-memory-fix) on a local kube-apiserver + etcd, "
         f"{len(end_to_end)} drifts of the memory limit to 128Mi by `kubectl-edit`, each rolled "
         f"back by the operator. {platform.machine()}, {os.cpu_count()} CPUs shared with other "
-        f"work, Python {platform.python_version()}.",
+        f"work, Python {platform.python_version()}; figures vary from run to run with the "
+        "load of that other work.",
         "",
         "| measure | drifts | p50 | p90 | p99 | max |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
