@@ -927,3 +927,65 @@ def test_a_rollback_the_api_ignored_is_not_reported_as_rolled_back(
     assert reg["status"]["action"] != "RolledBack" or status_replicas == 2, (
         f"action RolledBack but status.replicas is {status_replicas}"
     )
+
+
+def test_star_index_and_podspec_paths_roll_back_only_the_drifted_item(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
+    ns = namespace
+    dep = deployment("web", ns)
+    for c in dep["spec"]["template"]["spec"]["containers"]:
+        c["securityContext"] = {"runAsNonRoot": True}
+    kube.apply(dep)
+    kube.apply(
+        mitigation(
+            "paths",
+            ns,
+            web_target(),
+            [
+                {
+                    "path": "spec.template.spec.containers[*].securityContext.runAsNonRoot",
+                    "value": True,
+                },
+                {"path": "spec.template.spec.containers[1].image", "value": "busybox:1.36"},
+                {"path": "podSpec.containers[name=web].image", "value": "nginx:1.27"},
+            ],
+            admission="Off",
+        )
+    )
+    watching(kube, ns, "paths")
+    body = {
+        "spec": {
+            "template": {
+                "spec": {
+                    # Same order as the live list: a strategic merge patch listing the
+                    # sidecar first would reorder the containers (and move index 1).
+                    "containers": [
+                        {"name": "web", "image": "nginx:9"},
+                        {
+                            "name": "sidecar",
+                            "image": "busybox:9",
+                            "securityContext": {"runAsNonRoot": False},
+                        },
+                    ]
+                }
+            }
+        }
+    }
+    kube.patch("deployment", "web", ns, body, "kubectl-edit")
+
+    def restored() -> bool:
+        cs = {
+            c["name"]: c
+            for c in kube.get("deployment", "web", ns)["spec"]["template"]["spec"]["containers"]
+        }
+        return (
+            cs["web"]["image"] == "nginx:1.27"
+            and cs["sidecar"]["image"] == "busybox:1.36"
+            and cs["sidecar"]["securityContext"]["runAsNonRoot"] is True
+            and cs["web"]["securityContext"]["runAsNonRoot"] is True
+        )
+
+    eventually(restored, "all three drifted fields put back")
+    drift = one_regression(kube, ns)["spec"]["drift"]
+    assert len(drift) == 3, drift
