@@ -61,7 +61,8 @@ def eventually(check: Callable[[], T | None], what: str, *, patience: float = PA
         except Exception as error:
             last = error
         if last and not isinstance(last, Exception):
-            return last  # type: ignore[return-value]
+            found: T = last
+            return found
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out waiting for {what}; last: {last!r}")
         time.sleep(0.2)
@@ -93,7 +94,7 @@ class Operator:
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                ok = r.status == 200
+                ok = bool(r.status == 200)
         except OSError:
             return False
         if ok and self.webhook_port:
@@ -103,7 +104,7 @@ class Operator:
             try:
                 url = f"https://127.0.0.1:{self.webhook_port}/healthz"
                 with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
-                    ok = r.status == 200
+                    ok = bool(r.status == 200)
             except OSError:
                 return False
         return ok

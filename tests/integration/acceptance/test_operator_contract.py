@@ -6,6 +6,7 @@ Each test is a user story told with kubectl; one operator runs for the module.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -660,15 +661,21 @@ def test_alert_regression_resolves_when_a_person_fixes_it(
     assert live_memory(kube, ns) in {"0.5Gi", "512Mi"}  # the API server canonicalizes
 
 
+def _occurrence_rolled_back(kube: Kube, ns: str, n: int, memory: str | None) -> bool:
+    """Occurrence `n` recorded and the object back (Deployment memory, or ConfigMap data.mem)."""
+    if one_regression(kube, ns)["spec"]["occurrences"] != n:
+        return False
+    if memory is not None:
+        return live_memory(kube, ns) == memory
+    return bool(kube.get("configmap", "cfg", ns)["data"]["mem"] == "512Mi")
+
+
 def test_repeated_drift_joins_one_event_series(kube: Kube, story: str) -> None:
     ns = story
     for n in range(1, 4):
         kube.patch("deployment", "web", ns, memory_patch("128Mi"), "kubectl-edit")
         eventually(
-            lambda n=n: (
-                one_regression(kube, ns)["spec"]["occurrences"] == n
-                and live_memory(kube, ns) == "512Mi"
-            ),
+            functools.partial(_occurrence_rolled_back, kube, ns, n, "512Mi"),
             f"occurrence {n} rolled back",
         )
     detected = kube.events(ns, "DriftDetected")
@@ -792,10 +799,7 @@ def test_regression_history_is_capped(kube: Kube, operator: Operator, namespace:
     for n in range(1, 23):
         kube.patch("configmap", "cfg", ns, {"data": {"mem": "1Gi"}}, "script")
         eventually(
-            lambda n=n: (
-                one_regression(kube, ns)["spec"]["occurrences"] == n
-                and kube.get("configmap", "cfg", ns)["data"]["mem"] == "512Mi"
-            ),
+            functools.partial(_occurrence_rolled_back, kube, ns, n, None),
             f"occurrence {n} rolled back",
         )
     reg = one_regression(kube, ns)

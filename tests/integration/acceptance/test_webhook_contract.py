@@ -539,7 +539,7 @@ def test_secret_hash_in_a_denial_matches_the_regression(
         return base64.b64encode(text.encode()).decode()
 
     kube.run("create", "secret", "generic", "db", "-n", ns, "--from-literal=mode=StableX")
-    mit = {
+    mit: dict[str, Any] = {
         "apiVersion": "keepfix.dev/v1alpha1",
         "kind": "Mitigation",
         "metadata": {"name": "db-mode", "namespace": ns},
