@@ -50,6 +50,11 @@ REASON_REGRESSION_DETECTED: Final = "RegressionDetected"
 REASON_FIGHT_DETECTED: Final = "FightDetected"
 REASON_GUARDRAIL_VIOLATION: Final = "GuardrailViolation"
 REASON_MITIGATION_EXPIRED: Final = "MitigationExpired"
+#: A new or edited Mitigation put its stable values on an object that did not carry
+#: them yet (adoption: not a recurrence, so no Regression).
+REASON_FIX_APPLIED: Final = "FixApplied"
+#: A new or edited Mitigation found an object without its stable values (action Alert).
+REASON_FIX_MISSING: Final = "FixMissing"
 
 # Condition types (metav1.Condition shaped).
 CONDITION_READY: Final = "Ready"
