@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keepfix.core import diff, rules, scoring
+from keepfix.core import diff, redaction, rules, scoring
 
 #: Pointer prefixes of a Secret's values, which findings show only as hashes.
-SECRET_DATA = ("/data", "/stringData")
+SECRET_DATA = redaction.SECRET_DATA
 KIND_MITIGATION = "Mitigation"
 KIND_GUARDRAIL = "Guardrail"
 WILDCARD = "*"
@@ -363,7 +362,7 @@ def _reverts(m: MitigationPolicy, obj: Mapping[str, Any]) -> list[Finding]:
 
 def _redacted(d: diff.Drift) -> diff.Drift:
     # Secret data never reaches a CI log or a denial: only its hash, as core.rules does.
-    if not any(d.pointer == p or d.pointer.startswith(p + "/") for p in SECRET_DATA):
+    if not redaction.is_secret_data(d.pointer):
         return d
     return dataclasses.replace(d, expected=_hash(d.expected), actual=_hash(d.actual))
 
@@ -371,7 +370,7 @@ def _redacted(d: diff.Drift) -> diff.Drift:
 def _hash(value: Any) -> str | None:
     if value is None:
         return None
-    return "sha256:" + hashlib.sha256(rules.compact_json(value).encode()).hexdigest()
+    return redaction.redact(value)
 
 
 def _revert_message(m: MitigationPolicy, d: diff.Drift) -> str:

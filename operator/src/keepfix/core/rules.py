@@ -38,13 +38,12 @@ kube-system Namespace too). An empty `resources` matches nothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TypeAlias
 
-from keepfix.core import paths, values
+from keepfix.core import paths, redaction, values
 
 Operator: TypeAlias = Literal[
     "equals", "notIn", "matches", "notMatches", "atLeast", "atMost", "present"
@@ -65,7 +64,6 @@ ABSENT_SATISFIES: Final = frozenset({"notIn", "notMatches"})
 SELECTOR_OPERATORS: Final = ("In", "NotIn", "Exists", "DoesNotExist")
 WILDCARD: Final = "*"
 _RULE_KEYS: Final = frozenset({"name", "path", "message", "optional", *CONSTRAINTS})
-_SECRET_DATA: Final = ("/data", "/stringData")
 _POINTER_INDEX: Final = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -428,11 +426,11 @@ def _text(value: Any) -> str | None:
 
 
 def _is_secret_data(location: paths.Match) -> bool:
-    return any(location.pointer == p or location.pointer.startswith(p + "/") for p in _SECRET_DATA)
+    return redaction.is_secret_data(location.pointer)
 
 
 def _redacted(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(compact_json(value).encode()).hexdigest()
+    return redaction.redact(value)
 
 
 def render(value: Any) -> str:
