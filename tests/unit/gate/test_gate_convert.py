@@ -302,3 +302,26 @@ def test_a_schema_error_and_a_bad_path_are_both_reported() -> None:
     rule = {"name": "r", "path": "spec[", "atLeast": 2, "optional": "yes"}
     errors = errors_of(convert.guardrail, guardrail_obj(rules=[rule, "junk"]))
     assert any(e.startswith("spec.rules[0].path: bad path") for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "status.replicas",
+        "status",
+        "/status/replicas",
+        "metadata.resourceVersion",
+        "metadata.managedFields[0].manager",
+    ],
+)
+def test_a_field_the_server_owns_cannot_be_protected(path: str) -> None:
+    """status and server-written metadata are Invalid: a rollback there would be dropped."""
+    obj = mitigation_obj(fields=[{"path": path, "value": 3}])
+    (error,) = errors_of(convert.mitigation, obj)
+    assert error.startswith(f"spec.fields[0].path: {path} is written by the API server")
+
+
+@pytest.mark.parametrize("path", ["metadata.labels.app", "spec.replicas", "data.mode"])
+def test_fields_people_write_can_be_protected(path: str) -> None:
+    """metadata labels, spec and data are fine."""
+    assert convert.mitigation(mitigation_obj(fields=[{"path": path, "value": "x"}]))

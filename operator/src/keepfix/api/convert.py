@@ -45,6 +45,7 @@ def mitigation(
     fields = []
     for i, f in enumerate(spec.fields):
         errors.extend(_path_errors(f"spec.fields[{i}].path", f.path))
+        errors.extend(_server_owned_errors(f"spec.fields[{i}].path", f.path))
         if not f.has_value and not spec.capture:
             errors.append(f"spec.fields[{i}].value: required unless spec.capture is true")
         if f.has_value:
@@ -162,6 +163,35 @@ def _name_errors(metadata: Mapping[str, Any]) -> Iterator[str]:
 def _target_errors(target: models.Target) -> Iterator[str]:
     if (target.name is None) == (target.selector is None):
         yield "spec.target: set exactly one of name or selector"
+
+
+#: Fields the API server or controllers own: a fix cannot be kept there (a patch
+#: to status through the main resource is silently dropped).
+SERVER_OWNED: tuple[tuple[str, ...], ...] = (
+    ("status",),
+    ("metadata", "managedFields"),
+    ("metadata", "resourceVersion"),
+    ("metadata", "generation"),
+    ("metadata", "uid"),
+    ("metadata", "creationTimestamp"),
+    ("metadata", "deletionTimestamp"),
+)
+
+
+def _server_owned_errors(where: str, text: str) -> Iterator[str]:
+    try:
+        parsed = paths.parse(text)
+    except paths.PathError:
+        return
+    keys = tuple(s.name for s in parsed.segments[:2] if isinstance(s, paths.Key))
+    for owned in SERVER_OWNED:
+        if keys[: len(owned)] == owned:
+            yield (
+                f"{where}: {text} is written by the API server or a controller, "
+                "not by people: keepfix cannot keep a fix there (protect spec, data or "
+                "metadata labels and annotations)"
+            )
+            return
 
 
 def _path_errors(where: str, text: str) -> Iterator[str]:
