@@ -470,31 +470,65 @@ def test_only_targeted_kinds_are_watched(cluster: Any, operator: Operator) -> No
     until(untargeted, lambda extra: not extra, "no watch of an untargeted kind")
 
 
-def test_a_rollback_the_api_refuses_is_reported_with_its_reason(
+def test_a_fix_the_api_refuses_is_reported_with_its_reason(
     cluster: Any, namespace: str, operator: Operator
 ) -> None:
-    """An immutable field cannot be put back: RollbackFailed with the API's reason, once."""
+    """An immutable field cannot be set: RollbackFailed with the API's reason, once."""
     apply(cluster, deployment("web", namespace))
     apply(
         cluster,
         mitigation(
-            "selector-fix",
-            namespace,
+            "selector-fix", namespace,
             {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             [{"path": "spec.selector.matchLabels.app", "value": "old-web"}],
         ),
-    )
+    )  # fmt: skip
     [failed] = eventually(lambda: events(cluster, namespace, "RollbackFailed"), "RollbackFailed")
     assert "immutable" in failed["note"]
-    reg = until(
-        lambda: regressions(cluster, namespace),
-        lambda r: len(r) == 1 and r[0].get("status", {}).get("action") == "RollbackFailed",
-        "Regression action RollbackFailed",
-    )[0]
-    assert reg["status"]["state"] == "Open"
+    until(
+        lambda: get(cluster, "mitigation", "selector-fix", namespace).get("status") or {},
+        lambda s: s.get("phase") == "Drifted",
+        "phase Drifted",
+    )
     patch(cluster, "deployment", "web", namespace, {"metadata": {"labels": {"x": "1"}}}, "other")
     eventually(
         lambda: "x" in get(cluster, "deployment", "web", namespace)["metadata"]["labels"], "label"
     )
-    assert regressions(cluster, namespace)[0]["spec"]["occurrences"] == 1
+    assert len(events(cluster, namespace, "RollbackFailed")) == 1
     assert operator.metric("keepfix_rollbacks_total", result="Failed") >= 1
+
+
+def test_adopting_an_object_without_the_fix_applies_it_without_a_regression(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """A new Mitigation for an object that never had the fix: FixApplied, no Regression."""
+    apply(cluster, configmap("cfg", namespace, {"mem": "128Mi"}))
+    apply(
+        cluster,
+        mitigation(
+            "fix", namespace, {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"},
+            [{"path": "data.mem", "value": "512Mi"}],
+        ),
+    )  # fmt: skip
+    eventually(lambda: events(cluster, namespace, "FixApplied"), "FixApplied Event")
+    assert get(cluster, "configmap", "cfg", namespace)["data"]["mem"] == "512Mi"
+    status = until(
+        lambda: get(cluster, "mitigation", "fix", namespace).get("status") or {},
+        lambda s: s.get("phase") == "Watching",
+        "phase Watching",
+    )
+    assert (status["drifts"], status["regressions"]) == (0, 0)
+
+    cluster.kubectl(
+        "patch", "mitigation", "fix", "-n", namespace, "--type=json", "-p",
+        '[{"op":"replace","path":"/spec/fields/0/value","value":"1Gi"}]',
+    )  # fmt: skip
+
+    eventually(
+        lambda: get(cluster, "configmap", "cfg", namespace)["data"]["mem"] == "1Gi",
+        "an edited fix rolled forward",
+    )
+    assert not regressions(cluster, namespace)
+    patch(cluster, "configmap", "cfg", namespace, {"data": {"mem": "128Mi"}}, "kubectl-edit")
+    [reg] = eventually(lambda: regressions(cluster, namespace), "a real drift is a Regression")
+    assert reg["spec"]["drift"][0]["expected"] == "1Gi"

@@ -199,11 +199,58 @@ class Pipeline:
         entry.served = True
         if entry.to_capture:
             await self._capture(entry, obj)
+        first = uid not in entry.checked
+        entry.checked.add(uid)
         drifts = diff.diff(entry.fields, obj)
         if not drifts:
             self._settled(entry, state, uid, changed=new_target)
             return obj
+        if first and entry.baseline:
+            return await self._adopt(entry, obj, drifts, arrived)
         return await self._drifted(entry, obj, state, drifts, arrived)
+
+    async def _adopt(
+        self,
+        entry: registry_.MitigationEntry,
+        obj: dict[str, Any],
+        drifts: tuple[diff.Drift, ...],
+        arrived: float,
+    ) -> dict[str, Any]:
+        """A new or edited Mitigation meets an object without its fix: apply it, no Regression.
+
+        Nothing recurred (the object never carried these stable values under this
+        spec), so there is no Regression and no drift counted; with `action: Rollback`
+        the fix is put in place, with `Alert` the object is reported as missing it.
+        """
+        uid = str(obj["metadata"].get("uid") or "")
+        secret = regressions.is_secret(str(obj.get("apiVersion")), str(obj.get("kind")))
+        summary = _summary(drifts, secret=secret)
+        signature = scoring.signature(
+            scoring.kind_key(str(obj.get("apiVersion")), str(obj.get("kind"))), drifts
+        )
+        if entry.spec.action != "Rollback":
+            entry.drifted[uid] = (signature, conventions.ACTION_ALERTED)
+            note = f"Object does not carry the fix of Mitigation {entry.name} yet: {summary}"
+            await self._event(obj, entry, "Warning", conventions.REASON_FIX_MISSING, "Adopt", note)
+            self.schedule_status(entry)
+            return obj
+        outcome = await self.rollback(entry, obj, drifts, arrived, measure=False)
+        if outcome.patched is not None and not diff.diff(entry.fields, outcome.patched):
+            note = f"Fix of Mitigation {entry.name} applied: {summary}"
+            await self._event(obj, entry, "Normal", conventions.REASON_FIX_APPLIED, "Adopt", note)
+            self.schedule_status(entry)
+            return outcome.patched
+        entry.drifted[uid] = (signature, conventions.ACTION_ROLLBACK_FAILED)
+        await self._event(
+            obj,
+            entry,
+            "Warning",
+            conventions.REASON_ROLLBACK_FAILED,
+            "Adopt",
+            f"Fix of Mitigation {entry.name} could not be applied: {outcome.reason}",
+        )
+        self.schedule_status(entry)
+        return outcome.patched or obj
 
     async def _drifted(
         self,
@@ -360,8 +407,14 @@ class Pipeline:
         obj: dict[str, Any],
         drifts: tuple[diff.Drift, ...],
         arrived: float,
+        *,
+        measure: bool = True,
     ) -> Outcome:
-        """Put the drifted fields back with a guarded JSON patch; re-plan on 409/422."""
+        """Put the drifted fields back with a guarded JSON patch; re-plan on 409/422.
+
+        A patch the API server accepts but does not apply (a status field, a field
+        a mutating webhook or a controller resets) is a failure, not a rollback.
+        """
         meta = obj["metadata"]
         live: dict[str, Any] | None = obj
         reason = ""
@@ -395,11 +448,20 @@ class Pipeline:
                     return Outcome(conventions.ACTION_ROLLED_BACK, patched=live, seconds=None)
                 continue
             seconds = time.monotonic() - arrived
-            self.metrics.drift_to_rollback_seconds.observe(seconds)
-            self.metrics.rollbacks.labels("Succeeded").inc()
-            entry.rollbacks += 1
             patched.setdefault("apiVersion", obj["apiVersion"])
             patched.setdefault("kind", obj["kind"])
+            targeted = {d.pointer for d in drifts}
+            kept = [d.path for d in diff.diff(entry.fields, patched) if d.pointer in targeted]
+            if kept:
+                reason = (
+                    "Ignored: the API server accepted the patch but kept "
+                    f"{', '.join(kept)} (a status field, or one something else resets)"
+                )
+                break
+            if measure:
+                self.metrics.drift_to_rollback_seconds.observe(seconds)
+            self.metrics.rollbacks.labels("Succeeded").inc()
+            entry.rollbacks += 1
             return Outcome(conventions.ACTION_ROLLED_BACK, patched=patched, seconds=seconds)
         self.metrics.rollbacks.labels("Failed").inc()
         return Outcome(conventions.ACTION_ROLLBACK_FAILED, reason=reason or "retries exhausted")

@@ -162,6 +162,8 @@ def build_entry(
         regressions=int(status.get("regressions") or 0),
         last_regression=status.get("lastRegression"),
         expired_announced=status.get("phase") == conventions.PHASE_EXPIRED,
+        # Seen before (a restart): drift found now happened while the operator was away.
+        baseline=status.get("observedGeneration") != int(meta.get("generation") or 0),
     )
     if previous is not None and previous.uid == entry.uid:
         entry.drifts, entry.rollbacks = previous.drifts, previous.rollbacks

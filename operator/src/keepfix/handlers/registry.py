@@ -52,6 +52,11 @@ class MitigationEntry:
     drifted: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     open: dict[str, dict[str, regressions_.Known]] = dataclasses.field(default_factory=dict)
     expired_announced: bool = False
+    #: True when this generation is new to the operator (a new or edited Mitigation):
+    #: the first check of each object is then an adoption, not a recurrence.
+    baseline: bool = False
+    #: Objects checked at least once under this generation.
+    checked: set[str] = dataclasses.field(default_factory=set)
     #: Drifts acted on whose bookkeeping has not finished yet.
     recording: int = 0
     #: False while discovery does not know the target kind (a CRD not installed yet).
