@@ -532,3 +532,23 @@ def test_adopting_an_object_without_the_fix_applies_it_without_a_regression(
     patch(cluster, "configmap", "cfg", namespace, {"data": {"mem": "128Mi"}}, "kubectl-edit")
     [reg] = eventually(lambda: regressions(cluster, namespace), "a real drift is a Regression")
     assert reg["spec"]["drift"][0]["expected"] == "1Gi"
+
+
+def test_a_status_field_cannot_be_protected(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """A path under status is Invalid: the API server would drop the rollback."""
+    apply(
+        cluster,
+        mitigation(
+            "st", namespace, {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            [{"path": "status.replicas", "value": 2}],
+        ),
+    )  # fmt: skip
+    status = until(
+        lambda: get(cluster, "mitigation", "st", namespace).get("status") or {},
+        lambda s: s.get("phase") == "Invalid",
+        "phase Invalid",
+    )
+    [valid] = [c for c in status["conditions"] if c["type"] == "Valid"]
+    assert "spec.fields[0].path: status.replicas" in valid["message"]

@@ -274,9 +274,9 @@ class Pipeline:
         mono = time.monotonic()
         self.metrics.drift_detected.inc()
         entry.drifts += 1
-        changed_by = attribution.attribute_object(
-            obj, [d.pointer for d in drifts], exclude={conventions.FIELD_MANAGER}
-        )
+        # keepfix is not excluded: when it is the newest owner of a drifted field, it made
+        # the change itself (another Mitigation contradicting this one), and says so.
+        changed_by = attribution.attribute_object(obj, [d.pointer for d in drifts])
         severity = scoring.severity(
             drifts, in_window=entry.in_window(now), repeat=entry.regressions + entry.recording > 0
         ).label

@@ -99,12 +99,25 @@ async def apply(event_type: str | None, obj: dict[str, Any]) -> None:
         convert.mitigation(obj, default_namespace=key[0])
         model = models.Mitigation.model_validate(obj)
         window = windows.parse_duration(model.spec.watch_window)
+        _refuse_status_paths(model)
     except (convert.InvalidPolicy, ValueError) as error:
         await invalid(key, uid, generation, error)
         return
     _invalid_seen.pop(key, None)
     entry = build_entry(obj, model, window, previous=known)
     await register(entry, previous=known)
+
+
+def _refuse_status_paths(model: models.Mitigation) -> None:
+    """A `status` field cannot be put back: the API server drops such a patch."""
+    errors = [
+        f"spec.fields[{i}].path: {f.path} is under status, which controllers write through "
+        "the status subresource; keepfix cannot put it back (protect a spec field instead)"
+        for i, f in enumerate(model.spec.fields)
+        if f.path == "status" or f.path.startswith(("status.", "status[", "/status"))
+    ]
+    if errors:
+        raise convert.InvalidPolicy(errors)
 
 
 def build_entry(
