@@ -11,8 +11,7 @@ import json
 from typing import Any
 
 import pytest
-
-from conftest import Kube, Operator, eventually, never
+from acceptance_helpers import Kube, Operator, eventually, never
 
 WEBHOOK = "off"
 
@@ -713,11 +712,6 @@ def test_window_expiry_event_phase_and_low_severity(
     eventually(lambda: kube.get("configmap", "cfg", ns)["data"]["mem"] == "512Mi", "rolled back")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: editing a Mitigation's stable value records a Regression (blaming the target's"
-    " last writer) although nobody changed the target: a declared change is not a recurrence",
-)
 def test_editing_the_fix_is_not_a_regression(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:
@@ -757,11 +751,6 @@ def test_editing_the_fix_is_not_a_regression(
     never(lambda: kube.regressions(ns), "a Regression for an edit of the Mitigation itself")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: creating a Mitigation for an object that does not carry the fix yet records a"
-    " Regression of the incident ('changed by unknown') although nothing recurred",
-)
 def test_adopting_an_object_without_the_fix_is_not_a_regression(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:
@@ -868,11 +857,6 @@ def test_metrics_count_drifts_rollbacks_and_regressions(
     assert total("keepfix_watched_objects") >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: two Mitigations that contradict each other make keepfix fight itself, and the"
-    " drift is blamed on kubectl-create (a manager that does not own the field), not on keepfix",
-)
 def test_contradicting_mitigations_are_not_blamed_on_a_bystander(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
-from conftest import Kube, Operator, eventually
+from acceptance_helpers import Kube, Operator, eventually
 
 WEBHOOK = "dev"
 
@@ -405,11 +404,6 @@ def test_mitigation_warn_admits_with_a_warning(
     assert replicas(kube, namespace) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a captured Mitigation (capture: true, admission: Deny) never denies a revert:"
-    " captured fields are left out of the admission policy although status.stable has them",
-)
 def test_captured_mitigation_with_admission_deny_rejects_a_revert(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:
@@ -525,11 +519,6 @@ def test_secret_values_never_appear_in_admission_messages(
         assert needle not in proc.stderr, proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one Secret value, two hashes: admission says sha256(JSON text) in full, the"
-    " Regression/Event/status say sha256(base64 text)[:12]; a user cannot match them",
-)
 def test_secret_hash_in_a_denial_matches_the_regression(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:

@@ -637,6 +637,8 @@ class Pipeline:
             entry.stable.append({"path": path, "value": shown})
         entry.fields = (*entry.fields, *captured)
         entry.to_capture = tuple(p for p in entry.to_capture if p not in {f.path for f in captured})
+        if captured:
+            self.registry.put_mitigation(entry)  # admission now checks the captured values
         await self.write_status(entry)
 
     # ------------------------------------------------------------------ status

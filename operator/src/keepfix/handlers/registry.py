@@ -107,9 +107,14 @@ class Registry:
         key = (entry.namespace, entry.name)
         self.mitigations[key] = entry
         try:
-            self._policies[key] = convert.mitigation(entry.body, default_namespace=entry.namespace)
+            compiled = convert.mitigation(entry.body, default_namespace=entry.namespace)
         except convert.InvalidPolicy:
             self._policies.pop(key, None)
+        else:
+            # Admission checks what the operator protects, captured values included
+            # (the spec alone has no value for a captured field).
+            fields = tuple((f.path, f) for f in entry.fields)
+            self._policies[key] = dataclasses.replace(compiled, fields=fields)
         self._policy_set = None
 
     def pop_mitigation(self, namespace: str, name: str) -> MitigationEntry | None:
