@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 K8S_BIN_DIR = $(shell tools/k8s/build.sh --print-dir)
 PYTEST_ARGS ?=
+# Real manifests from public projects, read in place by the corpus tests (they skip without it).
+export KEEPFIX_CORPUS ?= $(abspath $(CURDIR)/../shared/corpus/manifests)
 
 ##@ General
 

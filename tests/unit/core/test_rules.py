@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import pathlib
 from typing import Any
 
@@ -15,7 +16,7 @@ from keepfix.core import rules
 from keepfix.core.rules import Match, Rule
 
 DATA = pathlib.Path(__file__).parent.parent / "data" / "rules"
-CORPUS = pathlib.Path("/work/shared/corpus/manifests")
+CORPUS = pathlib.Path(os.environ.get("KEEPFIX_CORPUS", "/work/shared/corpus/manifests"))
 MISSING = object()
 
 # constraint, a value that holds, a value that breaks (MISSING: none), absent holds?
