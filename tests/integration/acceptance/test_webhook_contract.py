@@ -103,7 +103,7 @@ def denied_until_in_force(kube: Kube, manifest: dict[str, Any], what: str) -> An
 def test_deny_guardrail_rejects_privileged_deployment_with_full_message(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    name = guardrails(guardrail("no-privileged", "Deny"))
+    name = guardrails(guardrail("no-privileged", "Deny", namespaces=[namespace]))
     bad = pod_workload("priv", namespace, privileged=True)
     dry = denied_until_in_force(kube, bad, "the Deny Guardrail in force")
     proc = attempt(kube, bad)
@@ -134,7 +134,7 @@ def _denial(stderr: str) -> str:
 def test_dry_run_denial_is_not_counted_as_prevented(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    name = guardrails(guardrail("dry", "Deny"))
+    name = guardrails(guardrail("dry", "Deny", namespaces=[namespace]))
     bad = pod_workload("priv", namespace, privileged=True)
     denied_until_in_force(kube, bad, "the Deny Guardrail in force")
     for _ in range(3):
@@ -151,7 +151,9 @@ def test_dry_run_denial_is_not_counted_as_prevented(
 def test_warn_guardrail_admits_and_kubectl_prints_a_short_warning(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    manifest = guardrail("warn-privileged", "Warn")
+    # Scoped to this test's namespace: Guardrails are cluster-scoped and another
+    # test's must not see this one while the operator processes its deletion.
+    manifest = guardrail("warn-privileged", "Warn", namespaces=[namespace])
     rule = manifest["spec"]["rules"][0]
     rule["name"] = "not-privileged-" + "x" * 60
     rule["message"] = "privileged containers caused INC-99 " + "and more words " * 12
@@ -180,7 +182,7 @@ def test_audit_guardrail_admits_silently_and_counts_the_violation(
     (An Audit-only kind is not registered with the webhook at all, so the
     admission counter moves only when a Deny/Warn policy also targets the kind.)
     """
-    name = guardrails(guardrail("audit-privileged", "Audit"))
+    name = guardrails(guardrail("audit-privileged", "Audit", namespaces=[namespace]))
     proc = attempt(kube, pod_workload("priv", namespace, privileged=True))
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr, proc.stderr
@@ -198,7 +200,7 @@ def test_unrelated_update_of_a_legacy_violation_passes_with_a_warning(
 ) -> None:
     legacy = pod_workload("legacy", namespace, privileged=True)
     kube.apply(legacy)
-    guardrails(guardrail("no-privileged-legacy", "Deny"))
+    guardrails(guardrail("no-privileged-legacy", "Deny", namespaces=[namespace]))
     denied_until_in_force(kube, pod_workload("probe", namespace, privileged=True), "in force")
     proc = kube.run("label", "deployment", "legacy", "-n", namespace, "touched=yes", check=False)
     assert proc.returncode == 0, proc.stderr
@@ -223,7 +225,7 @@ def test_kube_system_and_unmatched_namespaces_are_not_enforced(
 def test_webhook_configuration_lists_only_targeted_kinds_and_excludes_kube_system(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    guardrails(guardrail("only-deployments", "Deny"))
+    guardrails(guardrail("only-deployments", "Deny", namespaces=[namespace]))
     denied_until_in_force(kube, pod_workload("probe", namespace, privileged=True), "in force")
     vwc = kube.get("validatingwebhookconfiguration", "keepfix")
     resources: set[str] = set()
@@ -250,7 +252,7 @@ def test_guardrail_created_later_and_deleted_takes_effect_without_restart(
     bad = pod_workload("priv", namespace, privileged=True)
     bad["kind"] = "StatefulSet"
     bad["spec"]["serviceName"] = "priv"
-    manifest = guardrail("late", "Deny")
+    manifest = guardrail("late", "Deny", namespaces=[namespace])
     manifest["spec"]["match"]["resources"] = [{"apiGroups": ["apps"], "kinds": ["StatefulSet"]}]
     name = guardrails(manifest)
     denied_until_in_force(kube, bad, "a Guardrail created after start-up in force")
@@ -360,7 +362,7 @@ def test_mitigation_deny_also_covers_kubectl_scale(
 def test_guardrail_floor_also_covers_kubectl_scale(
     kube: Kube, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    manifest = guardrail("min-replicas", "Deny")
+    manifest = guardrail("min-replicas", "Deny", namespaces=[namespace])
     manifest["spec"]["rules"] = [{"name": "min-replicas", "path": "spec.replicas", "atLeast": 2}]
     guardrails(manifest)
     kube.apply(pod_workload("web", namespace, privileged=False))
@@ -569,10 +571,10 @@ def test_secret_hash_in_a_denial_matches_the_regression(
 def test_an_invalid_guardrail_is_reported_and_does_not_disable_the_others(
     kube: Kube, operator: Operator, guardrails: Callable[[dict[str, Any]], str], namespace: str
 ) -> None:
-    broken = guardrail("bad-regex", "Deny")
+    broken = guardrail("bad-regex", "Deny", namespaces=[namespace])
     broken["spec"]["rules"] = [{"name": "r", "path": "metadata.name", "matches": "(("}]
     bad_name = guardrails(broken)
-    guardrails(guardrail("still-works", "Deny"))
+    guardrails(guardrail("still-works", "Deny", namespaces=[namespace]))
     denied_until_in_force(kube, pod_workload("priv", namespace, privileged=True), "in force")
 
     def reported() -> Any:
