@@ -102,10 +102,35 @@ class Registry:
     _policies: dict[Key, policy.MitigationPolicy] = dataclasses.field(default_factory=dict)
     _guardrail_policies: dict[str, policy.GuardrailPolicy] = dataclasses.field(default_factory=dict)
     _policy_set: policy.PolicySet | None = None
+    #: Mitigations by target (group, kind, namespace, name or None for a selector), and by
+    #: (group, kind): a watch event looks up its few candidates instead of scanning them all.
+    _by_target: dict[tuple[str, str, str, str | None], set[Key]] = dataclasses.field(
+        default_factory=dict
+    )
+    _by_kind: dict[tuple[str, str], set[Key]] = dataclasses.field(default_factory=dict)
+    _indexed: dict[Key, tuple[tuple[str, str, str, str | None], tuple[str, str]]] = (
+        dataclasses.field(default_factory=dict)
+    )
+
+    def _unindex(self, key: Key) -> None:
+        found = self._indexed.pop(key, None)
+        if found is not None:
+            self._by_target.get(found[0], set()).discard(key)
+            self._by_kind.get(found[1], set()).discard(key)
+
+    def _index(self, key: Key, entry: MitigationEntry) -> None:
+        self._unindex(key)
+        target = entry.spec.target
+        kind = (_group(target.api_version), target.kind)
+        exact = (*kind, entry.target_namespace, target.name)
+        self._by_target.setdefault(exact, set()).add(key)
+        self._by_kind.setdefault(kind, set()).add(key)
+        self._indexed[key] = (exact, kind)
 
     def put_mitigation(self, entry: MitigationEntry) -> None:
         key = (entry.namespace, entry.name)
         self.mitigations[key] = entry
+        self._index(key, entry)
         try:
             compiled = convert.mitigation(entry.body, default_namespace=entry.namespace)
         except convert.InvalidPolicy:
@@ -120,6 +145,7 @@ class Registry:
     def pop_mitigation(self, namespace: str, name: str) -> MitigationEntry | None:
         self._policies.pop((namespace, name), None)
         self._policy_set = None
+        self._unindex((namespace, name))
         return self.mitigations.pop((namespace, name), None)
 
     def put_guardrail(
@@ -136,7 +162,17 @@ class Registry:
 
     def covering(self, obj: Mapping[str, Any]) -> list[MitigationEntry]:
         """The Mitigations whose target is `obj`."""
-        return [e for e in self.mitigations.values() if e.covers(obj)]
+        meta = obj.get("metadata") or {}
+        kind = (_group(obj.get("apiVersion")), str(obj.get("kind")))
+        namespace = meta.get("namespace")
+        if namespace:
+            keys = self._by_target.get((*kind, namespace, meta.get("name")), set()) | (
+                self._by_target.get((*kind, namespace, None), set())
+            )
+        else:  # cluster-scoped: a Mitigation in any namespace may target it
+            keys = self._by_kind.get(kind, set())
+        found = (self.mitigations.get(key) for key in sorted(keys))
+        return [e for e in found if e is not None and e.covers(obj)]
 
     def by_watch(self, key: watches.WatchKey) -> Iterator[MitigationEntry]:
         return (e for e in self.mitigations.values() if e.watch_key == key)
