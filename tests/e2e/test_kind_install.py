@@ -105,7 +105,10 @@ def kind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def installed(kind: Any) -> Any:
     built = subprocess.run(
-        [str(REPO / "tools" / "k8s" / "build.sh"), "--print-dir"], capture_output=True, text=True
+        [str(REPO / "tools" / "k8s" / "build.sh"), "--print-dir"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     helm = shutil.which("helm") or str(Path(built) / "helm")
     assert Path(helm).exists(), "helm is needed for the e2e test (`make k8s-bin` builds one)"
