@@ -24,6 +24,7 @@ run, since N drifts of one object in a minute would otherwise be a fight.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -46,6 +47,7 @@ from kubernetes import client, config, watch
 
 from keepfix import localcluster
 from keepfix.api import crdgen
+from keepfix.cli import demo
 
 SECTION = "Drift to rollback"
 NAMESPACE = "shop"
@@ -305,27 +307,8 @@ def _create_configmaps(k: Any, count: int) -> None:
 
 
 def _deployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": NAMESPACE, "labels": {"app": "web"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": "nginx:1.27.3",
-                            "resources": {"limits": {"memory": "512Mi"}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    """The demo's Deployment: the benchmark measures the `keepfix demo` scenario."""
+    return copy.deepcopy(demo.DEPLOYMENT)
 
 
 def _mitigation() -> dict[str, Any]:

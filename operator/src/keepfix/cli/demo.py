@@ -67,7 +67,8 @@ _MITIGATION = {
     },
 }
 
-_DEPLOYMENT = {
+#: The Deployment of the drift story (also the benchmark scenario: bench/rollback.py).
+DEPLOYMENT = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
     "metadata": {"name": "web", "namespace": NAMESPACE, "labels": {"app": "web"}},
@@ -230,7 +231,7 @@ class Demo:
         step("2. The operator")
         self.start_operator(webhook)
         step("3. The web Deployment at its fixed state, and the Mitigation that records the fix")
-        self.apply(_DEPLOYMENT)
+        self.apply(DEPLOYMENT)
         self.apply(self.mitigation())
         say("   web runs with a 512Mi memory limit: the fix of INC-1234 (it OOM-looped at 128Mi).")
         self.wait(lambda: self.phase() == "Watching", "the Mitigation to be Watching")
