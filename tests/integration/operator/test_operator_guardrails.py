@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -93,3 +94,42 @@ def test_guardrail_without_remediation_only_reports(
         assert get(cluster, "configmap", "unsafe", namespace)["data"]["mode"] == "fast"
     finally:
         cluster.kubectl("delete", "guardrail", name, "--ignore-not-found")
+
+
+def test_guardrails_created_together_each_audit_existing_objects(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """Guardrails that arrive at once (a Helm install, a restart) share their audit LISTs.
+
+    The first one opens the ConfigMap stream; the next six join it and are
+    audited by a shared LIST. Each still counts exactly its own violations.
+    """
+    for i in range(12):
+        apply(cluster, configmap(f"cm-{i}", namespace, {"mode": str(i % 4)}, guarded="yes"))
+    first = f"first-{namespace}"
+    apply(cluster, guardrail(first, namespace, "None"))
+    names = [f"batch-{i}-{namespace}" for i in range(6)]
+    try:
+        until(
+            lambda: get(cluster, "guardrail", first).get("status") or {},
+            lambda s: s.get("violations") == 12,
+            "the first Guardrail audited every object",
+        )
+        docs = []
+        for i, name in enumerate(names):
+            doc = guardrail(name, namespace, "None")
+            # Guardrail i allows mode i % 4 only: 3 of the 12 objects pass it.
+            doc["spec"]["rules"] = [{"name": "mode", "path": "data.mode", "equals": str(i % 4)}]
+            docs.append(doc)
+        cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+        for i, name in enumerate(names):
+            status = until(
+                lambda n=name: get(cluster, "guardrail", n).get("status") or {},
+                lambda s: s.get("observedGeneration") == 1 and s.get("violations") == 9,
+                f"Guardrail {name} counted its 9 violating objects",
+            )
+            assert {s["name"] for s in status["sample"]} <= {
+                f"cm-{j}" for j in range(12) if j % 4 != i % 4
+            }
+    finally:
+        cluster.kubectl("delete", "guardrail", first, *names, "--ignore-not-found")

@@ -11,6 +11,13 @@ says `equals` is put back with a guarded JSON patch; other rules only report.
 
 Only what is needed is kept per object: the (guardrail, uid) pairs that
 violate, with a one-line sample each.
+
+Full audits (a Guardrail created or changed) are batched per watched kind:
+Guardrails that arrive together, as 100 of them do at start-up, share one
+paged LIST of each kind instead of one LIST each, and the audit's status is
+written once every kind of it has been audited. A Guardrail is registered
+before the LIST it joins starts, so an object changed during the LIST reaches
+it through the watch.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -43,11 +51,20 @@ class Audit:
     keys: tuple[watches_.WatchKey, ...] = ()
     violating: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     dirty: bool = True
+    #: Keys whose full audit (a LIST) this Guardrail still waits for.
+    unaudited: set[watches_.WatchKey] = dataclasses.field(default_factory=set)
 
 
 _audits: dict[str, Audit] = {}
 _latest: dict[str, str] = {}
 _status_tasks: dict[str, asyncio.Task[None]] = {}
+#: Per watched kind: the Guardrails waiting for its next full audit, and the task running it.
+_pending: dict[watches_.WatchKey, set[str]] = {}
+_auditors: dict[watches_.WatchKey, asyncio.Task[None]] = {}
+#: Objects per page of an audit LIST: small pages keep each JSON decode short.
+AUDIT_PAGE_SIZE = 100
+#: How long an audit waits for more Guardrails to join its LIST (seconds).
+AUDIT_BATCH_DELAY = 0.05
 
 
 @kopf.on.event(conventions.GROUP, conventions.VERSION, conventions.PLURAL_GUARDRAILS)
@@ -79,10 +96,16 @@ async def _handle(event_type: str, name: str, obj: dict[str, Any], *, attempt: i
         # A failed first audit must run again even though the generation is unchanged.
         if name in _audits:
             _audits[name].generation = -1
-        rt = runtime.get()
-        task = asyncio.create_task(_retry_later(event_type, name, obj, attempt + 1, delay))
-        rt.background.append(task)
-        task.add_done_callback(lambda t: rt.background.remove(t) if t in rt.background else None)
+        _background(_retry_later(event_type, name, obj, attempt + 1, delay))
+
+
+def _background(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task the runtime cancels at shutdown, forgotten when it ends."""
+    rt = runtime.get()
+    task = asyncio.create_task(work)
+    rt.background.append(task)
+    task.add_done_callback(lambda t: rt.background.remove(t) if t in rt.background else None)
+    return task
 
 
 async def _retry_later(
@@ -117,7 +140,7 @@ async def apply(name: str, obj: dict[str, Any]) -> None:
     if old is not None:
         for key in old.keys:
             await rt.watches.release(key)
-    await audit_all(name, audit)
+    audit_all(name, audit)
 
 
 async def forget(name: str) -> None:
@@ -166,17 +189,74 @@ async def _api_version(client: kube_.Kube, group: str, kind: str) -> str | None:
     return None
 
 
-async def audit_all(name: str, audit: Audit) -> None:
-    """Audit every object of the Guardrail's kinds (on create and change of the Guardrail)."""
-    rt = runtime.get()
+def audit_all(name: str, audit: Audit) -> None:
+    """Queue a full audit of every object of the Guardrail's kinds (on create and change).
+
+    The status is written when the last of its kinds has been listed; a
+    Guardrail without watched kinds gets its status at once.
+    """
     audit.violating.clear()
+    audit.unaudited = set(audit.keys)
+    if not audit.keys:
+        _schedule_status(name, audit)
     for key in audit.keys:
-        resource = await rt.kube.resource_for(key.api_version, key.kind)
-        namespace = key.namespace if resource.namespaced else None
-        items, _ = await rt.kube.list(resource, namespace=namespace)
-        for item in items:
-            await check(name, audit, item)
-    _schedule_status(name, audit)
+        _pending.setdefault(key, set()).add(name)
+        running = _auditors.get(key)
+        if running is None or running.done():
+            _auditors[key] = _background(_audit_key(key))
+
+
+async def _audit_key(key: watches_.WatchKey) -> None:
+    """Audit one kind for every Guardrail waiting for it, one LIST per batch, until none wait."""
+    rt = runtime.get()
+    failures = 0
+    while _pending.get(key):
+        await asyncio.sleep(AUDIT_BATCH_DELAY)
+        names = _pending.pop(key, set())
+        batch = {n: a for n in names if (a := _audits.get(n)) is not None and key in a.unaudited}
+        if not batch:
+            continue
+        try:
+            await _list_and_check(rt, key, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            failures += 1
+            delay = min(30.0, 0.5 * 2**failures)
+            logger.warning(
+                "Guardrail audit failed, retrying: kind=%s guardrails=%d delay=%.1fs error=%s",
+                key.kind,
+                len(batch),
+                delay,
+                error,
+            )
+            _pending.setdefault(key, set()).update(batch)
+            await asyncio.sleep(delay)
+            continue
+        failures = 0
+        for name, audit in batch.items():
+            audit.unaudited.discard(key)
+            if not audit.unaudited and _audits.get(name) is audit:
+                _schedule_status(name, audit)
+
+
+async def _list_and_check(
+    rt: runtime.Runtime, key: watches_.WatchKey, batch: dict[str, Audit]
+) -> None:
+    resource = await rt.kube.resource_for(key.api_version, key.kind)
+    namespace = key.namespace if resource.namespaced else None
+    while True:
+        try:
+            async for page, _ in rt.kube.list_pages(
+                resource, namespace=namespace, page_size=AUDIT_PAGE_SIZE
+            ):
+                for item in page:
+                    for name, audit in batch.items():
+                        if _audits.get(name) is audit:
+                            await check(name, audit, item)
+        except kube_.Gone:
+            continue  # the continue token expired: list again (checks are idempotent)
+        return
 
 
 async def on_event(event: watches_.WatchEvent) -> None:
