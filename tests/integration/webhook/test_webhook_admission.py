@@ -303,6 +303,72 @@ def test_operator_down(
         assert 'failed calling webhook "guardrails.keepfix.dev"' in proc.stderr
 
 
+def test_operator_down_with_fail_blocks_only_protected_objects(
+    cluster: Any, namespace: str, operator: StartOperator
+) -> None:
+    """The Mitigation webhook is called only for what a Mitigation protects (matchConditions).
+
+    With `Fail` and the operator stopped, writes of the protected Deployment
+    (by name) and of Deployments its selector Mitigation picks are blocked;
+    every other Deployment of the namespace is written as usual, because the
+    API server never calls the webhook for it.
+    """
+    op = operator(failure_policy="Fail")
+    by_name = mitigation(namespace)
+    by_label = mitigation(namespace)
+    by_label["metadata"]["name"] = "db-memory-fix"
+    by_label["spec"]["target"] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db"]}]},
+    }
+    # A cluster-scoped target (not in core.policy's built-in list): matched by name alone.
+    cluster_wide = mitigation(namespace)
+    cluster_wide["metadata"]["name"] = "priority-fix"
+    cluster_wide["spec"]["target"] = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "name": f"critical-{namespace}",
+    }
+    cluster_wide["spec"]["fields"] = [{"path": "value", "value": 1000000}]
+    for doc in (by_name, by_label, cluster_wide):
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    wait_denied(cluster, deployment(namespace, memory="128Mi"))
+    wait_denied(cluster, deployment(namespace, "db", memory="128Mi"))
+    wait_denied(cluster, priority_class(f"critical-{namespace}", 5))
+    [hook] = [
+        w
+        for w in webhook_configuration(cluster)["webhooks"]
+        if w["name"] == conventions.WEBHOOK_MITIGATIONS
+    ]
+    assert [c["name"] for c in hook["matchConditions"]] == ["targeted-by-an-enforced-mitigation"]
+
+    op.stop()
+    for name in ("web", "db"):
+        proc = apply(cluster, deployment(namespace, name))
+        assert proc.returncode == 1, f"{name} was written with the operator down"
+        assert 'failed calling webhook "mitigations.keepfix.dev"' in proc.stderr
+    for name in ("api", "web-2", "dbx"):
+        proc = apply(cluster, deployment(namespace, name, memory="128Mi"))
+        assert proc.returncode == 0, proc.stderr
+    proc = apply(cluster, priority_class(f"critical-{namespace}", 1000000))
+    assert 'failed calling webhook "mitigations.keepfix.dev"' in proc.stderr
+    other = priority_class(f"other-{namespace}", 5)
+    try:
+        assert apply(cluster, other).returncode == 0
+    finally:
+        cluster.kubectl("delete", "priorityclass", f"other-{namespace}", "--ignore-not-found")
+
+
+def priority_class(name: str, value: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+    }
+
+
 def test_only_enforced_kinds_are_registered(
     cluster: Any, namespace: str, operator: StartOperator, guardrails: Guardrails
 ) -> None:

@@ -115,6 +115,7 @@ def test_configuration_in_dev_mode() -> None:
                 "scope": "*",
             }
         ],
+        "matchConditions": [],
         "clientConfig": {
             "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode(),
             "url": "https://127.0.0.1:9443/validate/guardrails.keepfix.dev",
@@ -154,3 +155,67 @@ def test_configuration_in_service_mode() -> None:
 def test_resolve_mode(mode: str, server: str, expected: str | None) -> None:
     """`auto` is dev for a loopback API server and service otherwise; explicit modes win."""
     assert service.resolve_mode(mode, api_server=server) == expected
+
+
+def _selecting(name: str, admission: str, selector: dict[str, Any]) -> dict[str, Any]:
+    doc = _mitigation(name, admission, "apps/v1", "Deployment")
+    doc["spec"]["target"] = {"apiVersion": "apps/v1", "kind": "Deployment", "selector": selector}
+    return doc
+
+
+def test_mitigations_webhook_is_conditioned_on_the_protected_objects() -> None:
+    """Only enforced Mitigations' targets reach the webhook: names per namespace, selectors."""
+    policies = policy.PolicySet.build(
+        [
+            convert.mitigation(_mitigation("a", "Deny", "v1", "ConfigMap")),
+            convert.mitigation(_mitigation("off", "Off", "v1", "Secret")),
+            convert.mitigation(
+                _selecting(
+                    "s",
+                    "Warn",
+                    {
+                        "matchLabels": {"tier": "web"},
+                        "matchExpressions": [
+                            {"key": "track", "operator": "NotIn", "values": ["canary"]},
+                            {"key": "legacy", "operator": "DoesNotExist"},
+                        ],
+                    },
+                )
+            ),
+        ],
+        [],
+    )
+    [condition] = registration.conditions(policies)[MIT]
+    expression = condition["expression"]
+    assert condition["name"] == registration.MATCH_CONDITION_NAME
+    assert '{"shop/x": true}' in expression  # namespaced objects: namespace/name
+    assert '{"x": true}' in expression  # cluster-scoped objects: the name alone
+    for term in ('== "shop"', '"tier"', '== "web"', '!("track" in', '["canary"]', '!("legacy" in'):
+        assert term in expression, term
+    assert GR not in registration.conditions(policies)
+
+
+def test_no_enforced_mitigation_no_condition() -> None:
+    """Off Mitigations add no condition (and the webhook is not registered at all)."""
+    policies = policy.PolicySet.build(
+        [convert.mitigation(_mitigation("off", "Off", "v1", "ConfigMap"))], []
+    )
+    assert registration.conditions(policies) == {}
+
+
+def test_names_are_cel_escaped() -> None:
+    """A quote or backslash in a name cannot break out of the CEL string."""
+    doc = _mitigation("a", "Deny", "v1", "ConfigMap")
+    doc["spec"]["target"]["name"] = 'we"b\\'
+    policies = policy.PolicySet.build([convert.mitigation(doc)], [])
+    expression = registration.conditions(policies)[MIT][0]["expression"]
+    assert r'{"shop/we\"b\\": true}' in expression
+
+
+def test_an_over_long_condition_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the length limit the webhook reviews every request of its kinds instead."""
+    policies = policy.PolicySet.build(
+        [convert.mitigation(_mitigation("a", "Deny", "v1", "ConfigMap"))], []
+    )
+    monkeypatch.setattr(registration, "MAX_CONDITION_CHARS", 10)
+    assert registration.conditions(policies) == {}

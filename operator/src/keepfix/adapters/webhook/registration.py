@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from keepfix.adapters import kube as kube_mod
 from keepfix.api import conventions
-from keepfix.core import policy
+from keepfix.core import policy, rules
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ RESOURCE: Final = kube_mod.Resource(
 
 GroupKind = tuple[str, str]
 Targets = Mapping[str, frozenset[GroupKind]]
+Conditions = Mapping[str, Sequence[Mapping[str, str]]]
+HTTP_UNPROCESSABLE: Final = 422
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,99 @@ def targets(policies: policy.PolicySet) -> dict[str, frozenset[GroupKind]]:
     }
 
 
+#: The request's namespace and name as CEL (the API server leaves empty fields out).
+_CEL_NAMESPACE: Final = '(has(request.namespace) ? request.namespace : "")'
+_CEL_NAME: Final = '(has(request.name) ? request.name : "")'
+_CEL_LABELS: Final = "(has(object.metadata.labels) ? object.metadata.labels : {})"
+#: Past this length the condition is left out and the webhook sees every request of its
+#: kinds (an over-large CEL expression costs the API server more than the calls it saves).
+MAX_CONDITION_CHARS: Final = 256 * 1024
+MATCH_CONDITION_NAME: Final = "targeted-by-an-enforced-mitigation"
+
+
+def conditions(policies: policy.PolicySet) -> dict[str, tuple[dict[str, str], ...]]:
+    """The matchConditions of each webhook: only requests the reviewer could act on.
+
+    `mitigations.keepfix.dev` is called only for objects an enforced
+    (Deny/Warn) Mitigation targets: by namespace and name, or by namespace and
+    label selector, exactly as `core.policy` matches them (an object without
+    a namespace matches by name or selector whatever the Mitigation's
+    namespace). Every other write of the same kinds skips the call: no
+    latency, and with `failurePolicy: Fail` a stopped operator blocks only
+    writes to protected objects. Guardrails match whole kinds, so their
+    webhook has no condition; neither has a webhook whose condition would be
+    longer than MAX_CONDITION_CHARS.
+    """
+    expression = _mitigation_expression(policies)
+    if expression is None or len(expression) > MAX_CONDITION_CHARS:
+        return {}
+    return {
+        conventions.WEBHOOK_MITIGATIONS: ({"name": MATCH_CONDITION_NAME, "expression": expression},)
+    }
+
+
+def _mitigation_expression(policies: policy.PolicySet) -> str | None:
+    enforced = (policy.Level.DENY, policy.Level.WARN)
+    named = [m for bucket in policies.by_name.values() for m in bucket if m.level in enforced]
+    selecting = [
+        m for bucket in policies.by_selector.values() for m in bucket if m.level in enforced
+    ]
+    if not named and not selecting:
+        return None
+    clauses: list[str] = []
+    if named:
+        keys = sorted({f"{m.namespace}/{m.target_name}" for m in named})
+        names = sorted({str(m.target_name) for m in named})
+        clauses.append(
+            f'({_CEL_NAMESPACE} == "" ? {_CEL_NAME} in {_cel_set(names)} : '
+            f'({_CEL_NAMESPACE} + "/" + {_CEL_NAME}) in {_cel_set(keys)})'
+        )
+    by_selector: dict[str, set[str]] = {}
+    for m in selecting:
+        assert m.selector is not None  # by_selector holds selector Mitigations only
+        by_selector.setdefault(_cel_selector(m.selector.selector), set()).add(m.namespace)
+    for labels, namespaces in sorted(by_selector.items()):
+        where = " || ".join(
+            f"{_CEL_NAMESPACE} == {_cel_string(n)}" for n in sorted({"", *namespaces})
+        )
+        clauses.append(f"(({where}) && {labels})" if labels != "true" else f"({where})")
+    return " || ".join(clauses)
+
+
+def _cel_selector(selector: rules.Selector) -> str:
+    """A label selector over the object's labels, as CEL (`true` for the empty selector)."""
+    labels = _CEL_LABELS
+    terms = [
+        f"({_cel_string(k)} in {labels} && {labels}[{_cel_string(k)}] == {_cel_string(v)})"
+        for k, v in selector.match_labels
+    ]
+    for r in selector.match_expressions:
+        present = f"{_cel_string(r.key)} in {_CEL_LABELS}"
+        inside = (
+            f"({present} && {_CEL_LABELS}[{_cel_string(r.key)}] in "
+            f"[{', '.join(_cel_string(v) for v in r.values)}])"
+        )
+        terms.append(
+            {
+                "Exists": f"({present})",
+                "DoesNotExist": f"!({present})",
+                "In": inside,
+                "NotIn": f"!{inside}",
+            }[r.operator]
+        )
+    return " && ".join(terms) if terms else "true"
+
+
+def _cel_set(values: Iterable[str]) -> str:
+    # A map literal: `in` is a lookup, not a scan of a list.
+    return "{" + ", ".join(f"{_cel_string(v)}: true" for v in values) + "}"
+
+
+def _cel_string(value: str) -> str:
+    # JSON string escapes are valid CEL string escapes.
+    return json.dumps(value, ensure_ascii=True)
+
+
 def rule(group: str, resources: Iterable[str]) -> dict[str, Any]:
     """One webhook rule: CREATE and UPDATE of `resources` in `group`, every version."""
     return {
@@ -122,10 +217,13 @@ def rule(group: str, resources: Iterable[str]) -> dict[str, Any]:
 
 
 def configuration(
-    rules_by_webhook: Mapping[str, Sequence[Mapping[str, Any]]], options: Options
+    rules_by_webhook: Mapping[str, Sequence[Mapping[str, Any]]],
+    options: Options,
+    match_conditions: Conditions | None = None,
 ) -> dict[str, Any]:
     """The ValidatingWebhookConfiguration body, webhooks in a stable order."""
     excluded = sorted({options.operator_namespace, *ALWAYS_EXCLUDED})
+    match_conditions = match_conditions or {}
     webhooks = [
         {
             "name": name,
@@ -140,6 +238,7 @@ def configuration(
                 ]
             },
             "rules": [dict(r) for r in rules],
+            "matchConditions": [dict(c) for c in match_conditions.get(name, ())],
             "clientConfig": options.endpoint.client_config(name, options.ca_bundle),
         }
         for name, rules in sorted(rules_by_webhook.items())
@@ -162,7 +261,7 @@ class Registrar:
         self._kube = kube
         self.options = options
         self._applied: str | None = None
-        self._wanted: dict[str, frozenset[GroupKind]] | None = None
+        self._wanted: tuple[dict[str, frozenset[GroupKind]], dict[str, Any]] | None = None
         self._groups: dict[str, tuple[str, ...]] | None = None
         # Kinds discovery did not know; asked again only by a new Registrar (the
         # periodic resync), not on every policy change.
@@ -170,18 +269,36 @@ class Registrar:
         #: (group, plural) -> kind of every resource registered so far.
         self.kinds_by_resource: dict[tuple[str, str], str] = {}
 
-    async def sync(self, wanted: Targets) -> bool:
-        """Apply the configuration for `wanted`; True when the cluster was written."""
-        if dict(wanted) == self._wanted:
+    async def sync(self, wanted: Targets, match_conditions: Conditions | None = None) -> bool:
+        """Apply the configuration for `wanted`; True when the cluster was written.
+
+        Should the API server refuse the match conditions (a CEL cost limit of
+        a future release), the configuration is applied without them: every
+        request of the kinds is then reviewed, as before conditions existed.
+        """
+        key = (dict(wanted), dict(match_conditions or {}))
+        if key == self._wanted:
             return False
         rules = {name: await self._rules(kinds) for name, kinds in wanted.items()}
-        body = configuration(rules, self.options)
+        body = configuration(rules, self.options, match_conditions)
         text = json.dumps(body, sort_keys=True)
         if text == self._applied:
-            self._wanted = dict(wanted)
+            self._wanted = key
             return False
-        await self._kube.apply(RESOURCE, body=body, force=True)
-        self._applied, self._wanted = text, dict(wanted)
+        try:
+            await self._kube.apply(RESOURCE, body=body, force=True)
+        except kube_mod.ApiError as error:
+            if error.status != HTTP_UNPROCESSABLE or not match_conditions:
+                raise
+            logger.warning(
+                "Webhook match conditions refused, every request of the kinds goes to the "
+                "webhook: %s",
+                error,
+            )
+            body = configuration(rules, self.options)
+            text = json.dumps(body, sort_keys=True)
+            await self._kube.apply(RESOURCE, body=body, force=True)
+        self._applied, self._wanted = text, key
         logger.info(
             "ValidatingWebhookConfiguration applied: name=%s webhooks=%s",
             conventions.WEBHOOK_CONFIGURATION_NAME,

@@ -156,7 +156,10 @@ class Webhook:
         if force:
             self.registrar = registration.Registrar(kube=self._kube, options=self._options())
         try:
-            written = await self.registrar.sync(registration.targets(self._publish()))
+            current = self._publish()
+            written = await self.registrar.sync(
+                registration.targets(current), registration.conditions(current)
+            )
         except kube_mod.ApiError as error:
             logger.warning("ValidatingWebhookConfiguration not applied: %s", error)
             raise
