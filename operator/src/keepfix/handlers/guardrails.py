@@ -135,6 +135,7 @@ async def apply(name: str, obj: dict[str, Any]) -> None:
     audit = Audit(compiled, model.spec.remediation, generation, keys)
     old = _audits.get(name)
     _audits[name] = audit
+    _changed()
     for key in keys:
         await rt.watches.ensure(key)
     if old is not None:
@@ -146,12 +147,18 @@ async def apply(name: str, obj: dict[str, Any]) -> None:
 async def forget(name: str) -> None:
     registry.current.pop_guardrail(name)
     audit = _audits.pop(name, None)
+    _changed()
     if audit is None:
         return
     rt = runtime.get()
     for key in audit.keys:
         await rt.watches.release(key)
     logger.info("Guardrail deleted, watches released: guardrail=%s", name)
+
+
+def _changed() -> None:
+    global _index  # noqa: PLW0603 - a cache of `_audits`
+    _index = None
 
 
 async def _watch_keys(model: models.Guardrail) -> tuple[watches_.WatchKey, ...]:
@@ -259,10 +266,33 @@ async def _list_and_check(
         return
 
 
+#: The Guardrails to check per (watch key, namespace): those naming the namespace, and
+#: under WILDCARD those naming none. Rebuilt from `_audits` when it changes.
+_index: dict[tuple[watches_.WatchKey, str], list[tuple[str, Audit]]] | None = None
+WILDCARD = "*"
+
+
+def _candidates(key: watches_.WatchKey, namespace: str) -> list[tuple[str, Audit]]:
+    """The Guardrails an object of this stream and namespace may violate."""
+    global _index  # noqa: PLW0603 - a cache of `_audits`
+    if _index is None:
+        _index = {}
+        for name, audit in _audits.items():
+            for k in audit.keys:
+                for ns in audit.compiled.match.namespaces or (WILDCARD,):
+                    _index.setdefault((k, ns), []).append((name, audit))
+    if not namespace:
+        # rules.matches does not filter cluster-scoped objects by namespace.
+        found = {n: a for (k, _), hits in _index.items() if k == key for n, a in hits}
+        return list(found.items())
+    return [*_index.get((key, namespace), ()), *_index.get((key, WILDCARD), ())]
+
+
 async def on_event(event: watches_.WatchEvent) -> None:
     """A watched object changed: check it against every Guardrail that matches its kind."""
-    for name, audit in list(_audits.items()):
-        if event.key not in audit.keys:
+    namespace = str((event.object.get("metadata") or {}).get("namespace") or "")
+    for name, audit in _candidates(event.key, namespace):
+        if _audits.get(name) is not audit:
             continue
         uid = str(event.object.get("metadata", {}).get("uid"))
         if event.type == "DELETED":
