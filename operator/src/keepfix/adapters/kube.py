@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import pathlib
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: Page size for LIST requests; big lists are read in pages of this size.
 LIST_PAGE_SIZE: Final = 500
+#: Seconds a group/version's discovery answers misses before it is read again.
+DISCOVERY_REFRESH_INTERVAL: Final = 1.0
 #: At most this many requests (other than watches) are in flight at once per Kube.
 MAX_REQUESTS: Final = 16
 #: Seconds a non-streaming request may take before it fails with TransportError.
@@ -298,6 +301,8 @@ class Kube:
         self._requests = asyncio.Semaphore(max_requests)
         self._discovery: dict[str, dict[str, Resource]] = {}
         self._discovery_lock = asyncio.Lock()
+        #: When each group/version was last read (monotonic seconds).
+        self._discovered_at: dict[str, float] = {}
 
     async def __aenter__(self) -> Kube:
         return self
@@ -324,17 +329,22 @@ class Kube:
     async def resource_for(self, api_version: str, kind: str) -> Resource:
         """The Resource serving `kind` in `api_version`, through discovery.
 
-        Cached per group/version; a miss refreshes that group/version once, so
-        a CRD created after start-up is found. Raises UnknownKind when the
-        group/version or the kind is still not served.
+        Cached per group/version; a miss refreshes that group/version, so a
+        CRD created after start-up is found, but at most once per
+        DISCOVERY_REFRESH_INTERVAL (100 Guardrails naming a kind that a group
+        does not serve make one request, not hundreds). Raises UnknownKind
+        when the group/version or the kind is still not served.
         """
         found = self._discovery.get(api_version, {}).get(kind)
         if found is not None:
             return found
         async with self._discovery_lock:
             found = self._discovery.get(api_version, {}).get(kind)
-            if found is None:
+            last = self._discovered_at.get(api_version)
+            fresh = last is not None and time.monotonic() - last < DISCOVERY_REFRESH_INTERVAL
+            if found is None and not fresh:
                 self._discovery[api_version] = await self._discover(api_version)
+                self._discovered_at[api_version] = time.monotonic()
                 found = self._discovery[api_version].get(kind)
         if found is None:
             raise UnknownKind(f"The API server does not serve kind {kind} in {api_version}")
@@ -343,6 +353,7 @@ class Kube:
     def forget(self, api_version: str) -> None:
         """Drop what discovery knows of `api_version` (its CRD may have been deleted)."""
         self._discovery.pop(api_version, None)
+        self._discovered_at.pop(api_version, None)
 
     async def _discover(self, api_version: str) -> dict[str, Resource]:
         group, version = split_api_version(api_version)
