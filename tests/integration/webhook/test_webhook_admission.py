@@ -333,6 +333,14 @@ def test_operator_down_with_fail_blocks_only_protected_objects(
     cluster_wide["spec"]["fields"] = [{"path": "value", "value": 1000000}]
     for doc in (by_name, by_label, cluster_wide):
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        _only_protected_objects_blocked(cluster, namespace, op)
+    finally:
+        # Gone before the next test's operator starts (namespace deletion is lazy).
+        cluster.kubectl("delete", "mitigations", "--all", "-n", namespace)
+
+
+def _only_protected_objects_blocked(cluster: Any, namespace: str, op: Any) -> None:
     wait_denied(cluster, deployment(namespace, memory="128Mi"))
     wait_denied(cluster, deployment(namespace, "db", memory="128Mi"))
     wait_denied(cluster, priority_class(f"critical-{namespace}", 5))
@@ -373,6 +381,8 @@ def test_only_enforced_kinds_are_registered(
     cluster: Any, namespace: str, operator: StartOperator, guardrails: Guardrails
 ) -> None:
     """Kinds only Audit policies or nothing at all target never reach the webhook."""
+    # Mitigations of earlier tests' namespaces may outlive them (deletion is lazy).
+    cluster.kubectl("delete", "mitigations", "--all", "--all-namespaces")
     op = operator()
     guardrails(guardrail("sts-audit", "Audit", kinds=("StatefulSet",)))
     off = mitigation(namespace, admission="Off")
