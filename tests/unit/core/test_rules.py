@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import pathlib
+import types
 from typing import Any
 
 import pytest
@@ -895,3 +896,26 @@ def test_equals_reads_plain_decimals_by_the_field(
     obj["spec"] = {"containers": [container]}
     rule = Rule.from_dict({"name": "r", "path": path, "equals": operand})
     assert (rules.evaluate([rule], obj) == ()) is holds
+
+
+def test_read_only_mappings_are_walked_like_dicts() -> None:
+    """Objects handed over as read-only Mappings (MappingProxyType) give the same verdicts."""
+
+    def frozen(value: Any) -> Any:
+        if isinstance(value, dict):
+            return types.MappingProxyType({k: frozen(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return [frozen(v) for v in value]
+        return value
+
+    checks = [
+        rule({"equals": "512Mi"}, path="spec.containers[name=web].limits.memory"),
+        rule({"present": True}, path="spec.containers[*].image"),
+    ]
+    obj = thing({"containers": [{"name": "web", "limits": {"memory": "128Mi"}}]})
+    plain = rules.evaluate(checks, obj)
+    assert paths_of(plain) == [
+        "spec.containers[name=web].limits.memory",
+        "spec.containers[name=web].image",
+    ]
+    assert rules.evaluate(checks, frozen(obj)) == plain

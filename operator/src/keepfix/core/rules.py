@@ -359,31 +359,39 @@ def _violation(rule: Rule, location: paths.Match, verdict: _Verdict, *, secret: 
 def _walk(node: Any, path: paths.Path) -> Iterator[tuple[Any, bool, _Field]]:
     """(value, present, field) at every location `paths.resolve` would give, cheaply."""
     where = _field_of(path.segments)
-    for value, present in _values(node, True, path.segments, path.pointer):
+    for value, present in _values(node, path.segments, path.pointer):
         yield value, present, where
 
 
 def _values(
-    node: Any, present: bool, rest: tuple[paths.Segment, ...], pointer_mode: bool
-) -> Iterator[tuple[Any, bool]]:
-    if not rest:
-        yield node, present
-        return
-    segment, tail = rest[0], rest[1:]
-    if isinstance(segment, paths.Every):
-        if present and isinstance(node, list):
-            for item in node:
-                yield from _values(item, True, tail, pointer_mode)
-        return
-    if isinstance(segment, paths.Select):
-        hits = paths.select_indices(node, segment) if present else ()
-        for index in hits:
-            yield from _values(node[index], True, tail, pointer_mode)
-        if not hits:
-            yield from _values(None, False, tail, pointer_mode)
-        return
-    child, found = _child(node, present, segment, pointer_mode)
-    yield from _values(child, found, tail, pointer_mode)
+    node: Any, segments: tuple[paths.Segment, ...], pointer_mode: bool
+) -> list[tuple[Any, bool]]:
+    # One step of the path at a time over every location reached so far (in order),
+    # rather than a generator per step: this runs for every rule on every object.
+    frontier: list[tuple[Any, bool]] = [(node, True)]
+    for segment in segments:
+        reached: list[tuple[Any, bool]] = []
+        if isinstance(segment, paths.Every):
+            for at, present in frontier:
+                if present and isinstance(at, list):
+                    reached.extend((item, True) for item in at)
+        elif isinstance(segment, paths.Select):
+            for at, present in frontier:
+                hits = paths.select_indices(at, segment) if present else ()
+                reached.extend((at[index], True) for index in hits)
+                if not hits:
+                    reached.append((None, False))
+        elif isinstance(segment, paths.Key):
+            name = segment.name
+            for at, present in frontier:
+                if present and type(at) is dict:  # the common case, without an ABC check
+                    reached.append((at[name], True) if name in at else (None, False))
+                else:
+                    reached.append(_child(at, present, segment, pointer_mode))
+        else:
+            reached = [_child(at, present, segment, pointer_mode) for at, present in frontier]
+        frontier = reached
+    return frontier
 
 
 def _child(
