@@ -67,6 +67,8 @@ class LocalCluster:
     `die_with_parent=True` (the default, for tests) has the kernel kill the
     processes when the Python process that started them dies;
     `keepfix cluster up` passes False so the cluster outlives the command.
+    etcd skips fsync unless `durable=True` (a benchmark of write latency
+    wants the fsync every production etcd makes).
     The kernel ties them to the *thread* that called start(): call it from the
     main thread (or one that lives as long as the cluster), never from a
     short-lived worker such as `asyncio.to_thread`.
@@ -81,8 +83,10 @@ class LocalCluster:
         stop_grace: float = 10.0,
         poll_interval: float = 0.2,
         progress: Callable[[str], None] | None = None,
+        durable: bool = False,
     ) -> None:
         self.dir = Path(dir).absolute()
+        self.durable = durable
         self._bin_dir = bin_dir
         self._binaries: discovery.Binaries | None = None
         self.die_with_parent = die_with_parent
@@ -352,8 +356,9 @@ class LocalCluster:
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=keepfix={peer_url}",
             "--initial-cluster-state=new",
-            # A throwaway cluster: durability is not worth an fsync per write.
-            "--unsafe-no-fsync=true",
+            # A throwaway cluster: durability is not worth an fsync per write
+            # (`durable=True` keeps etcd's fsync, as benchmarks of write latency need).
+            *(() if self.durable else ("--unsafe-no-fsync=true",)),
             "--log-level=warn",
         ]
 
