@@ -115,7 +115,6 @@ def test_configuration_in_dev_mode() -> None:
                 "scope": "*",
             }
         ],
-        "matchConditions": [],
         "clientConfig": {
             "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode(),
             "url": "https://127.0.0.1:9443/validate/guardrails.keepfix.dev",

@@ -54,7 +54,9 @@ RESOURCE: Final = kube_mod.Resource(
 GroupKind = tuple[str, str]
 Targets = Mapping[str, frozenset[GroupKind]]
 Conditions = Mapping[str, Sequence[Mapping[str, str]]]
-HTTP_UNPROCESSABLE: Final = 422
+#: How an API server refuses match conditions: invalid or too costly CEL (422), or a
+#: field it does not know (400; older releases answer 500 to such an apply).
+REFUSED: Final = frozenset({400, 422, 500})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +240,13 @@ def configuration(
                 ]
             },
             "rules": [dict(r) for r in rules],
-            "matchConditions": [dict(c) for c in match_conditions.get(name, ())],
+            # Left out when empty: API servers before 1.28 do not know the field, and
+            # server-side apply drops a condition this manager applied before.
+            **(
+                {"matchConditions": [dict(c) for c in match_conditions[name]]}
+                if match_conditions.get(name)
+                else {}
+            ),
             "clientConfig": options.endpoint.client_config(name, options.ca_bundle),
         }
         for name, rules in sorted(rules_by_webhook.items())
@@ -272,9 +280,10 @@ class Registrar:
     async def sync(self, wanted: Targets, match_conditions: Conditions | None = None) -> bool:
         """Apply the configuration for `wanted`; True when the cluster was written.
 
-        Should the API server refuse the match conditions (a CEL cost limit of
-        a future release), the configuration is applied without them: every
-        request of the kinds is then reviewed, as before conditions existed.
+        Should the API server refuse the match conditions (a CEL cost limit,
+        or a release before 1.28 that has no such field), the configuration is
+        applied without them: every request of the kinds is then reviewed, as
+        before conditions existed.
         """
         key = (dict(wanted), dict(match_conditions or {}))
         if key == self._wanted:
@@ -288,7 +297,7 @@ class Registrar:
         try:
             await self._kube.apply(RESOURCE, body=body, force=True)
         except kube_mod.ApiError as error:
-            if error.status != HTTP_UNPROCESSABLE or not match_conditions:
+            if error.status not in REFUSED or not match_conditions:
                 raise
             logger.warning(
                 "Webhook match conditions refused, every request of the kinds goes to the "
