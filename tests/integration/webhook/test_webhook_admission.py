@@ -431,7 +431,7 @@ def test_only_enforced_kinds_are_registered(
         {
             "key": "kubernetes.io/metadata.name",
             "operator": "NotIn",
-            "values": ["keepfix", "kube-system"],
+            "values": ["keepfix", "kube-node-lease", "kube-system"],
         }
     ]
     assert (
@@ -630,3 +630,63 @@ def test_kubectl_scale_is_reviewed(
         "get", "deployment", "web", "-n", namespace, "-o", "jsonpath={.spec.replicas}"
     ).stdout
     assert replicas == "3"
+
+
+def test_a_guardrail_on_every_kind_spares_cluster_plumbing(
+    cluster: Any, namespace: str, operator: StartOperator, guardrails: Guardrails
+) -> None:
+    """A Deny Guardrail on `*/*` enforces on ConfigMaps but never on Events or Leases.
+
+    Controllers post Events and renew Leases (leader election, node
+    heartbeats) all the time and label neither: a Guardrail on every kind
+    must not be able to stop them, nor the operator's own objects.
+    """
+    operator()
+    guardrails(
+        {
+            "apiVersion": conventions.API_VERSION,
+            "kind": conventions.KIND_GUARDRAIL,
+            "metadata": {"name": "everything-owned"},
+            "spec": {
+                "match": {"resources": [{"apiGroups": ["*"], "kinds": ["*"]}]},
+                "rules": [{"name": "owned", "path": "metadata.labels.owner", "present": True}],
+                "enforcement": "Deny",
+            },
+        }
+    )
+    unowned = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"}}
+    unowned["metadata"]["namespace"] = namespace
+    wait_denied(cluster, unowned)
+    assert "rule owned: metadata.labels.owner" in apply(cluster, unowned).stderr
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    plumbing = [
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "probe.1", "namespace": namespace},
+            "eventTime": now,
+            "reportingController": "keepfix.dev/tests",
+            "reportingInstance": "tests",
+            "action": "Probe",
+            "reason": "Probe",
+            "type": "Normal",
+            "regarding": {"kind": "ConfigMap", "name": "flags", "namespace": namespace},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "probe.2", "namespace": namespace},
+            "involvedObject": {"kind": "ConfigMap", "name": "flags", "namespace": namespace},
+            "reason": "Probe",
+            "message": "probe",
+        },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "probe", "namespace": namespace},
+            "spec": {"holderIdentity": "tests", "leaseDurationSeconds": 15},
+        },
+    ]
+    for obj in plumbing:
+        proc = apply(cluster, obj)
+        assert proc.returncode == 0, f"{obj['kind']} ({obj['apiVersion']}): {proc.stderr}"

@@ -102,7 +102,7 @@ def test_configuration_in_dev_mode() -> None:
                 {
                     "key": "kubernetes.io/metadata.name",
                     "operator": "NotIn",
-                    "values": ["keepfix-system", "kube-system"],
+                    "values": ["keepfix-system", "kube-node-lease", "kube-system"],
                 }
             ]
         },
@@ -218,3 +218,17 @@ def test_an_over_long_condition_is_left_out(monkeypatch: pytest.MonkeyPatch) -> 
     )
     monkeypatch.setattr(registration, "MAX_CONDITION_CHARS", 10)
     assert registration.conditions(policies) == {}
+
+
+def test_a_wildcard_rule_skips_cluster_plumbing() -> None:
+    """A webhook with a `*` rule gets the condition that spares Events, Leases and reviews."""
+    options = _options(registration.Endpoint(url="https://127.0.0.1:9443"))
+    wildcard = registration.configuration({GR: [registration.rule("*", ["*"])]}, options)
+    [hook] = wildcard["webhooks"]
+    assert hook["matchConditions"] == [registration.PLUMBING_CONDITION]
+    expression = registration.PLUMBING_CONDITION["expression"]
+    for part in ('"events"', '"leases"', '"coordination.k8s.io"', '"authorization.k8s.io"'):
+        assert part in expression
+    assert f'"{conventions.GROUP}"' in expression
+    plain = registration.configuration({GR: [registration.rule("apps", ["deployments"])]}, options)
+    assert "matchConditions" not in plain["webhooks"][0]

@@ -39,8 +39,9 @@ OPERATIONS: Final = ("CREATE", "UPDATE")
 #: The subresource registered beside each resource (a Scale request is reviewed as
 #: a change of the object's spec.replicas; see review.from_scale).
 SCALE: Final = "scale"
-#: Namespaces never sent to the webhook, besides the operator's own.
-ALWAYS_EXCLUDED: Final = ("kube-system",)
+#: Namespaces never sent to the webhook, besides the operator's own (node heartbeats
+#: live in kube-node-lease: a Guardrail on every kind must not be able to stop them).
+ALWAYS_EXCLUDED: Final = ("kube-node-lease", "kube-system")
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
 RESOURCE: Final = kube_mod.Resource(
@@ -122,6 +123,21 @@ _CEL_LABELS: Final = "(has(object.metadata.labels) ? object.metadata.labels : {}
 #: kinds (an over-large CEL expression costs the API server more than the calls it saves).
 MAX_CONDITION_CHARS: Final = 256 * 1024
 MATCH_CONDITION_NAME: Final = "targeted-by-an-enforced-mitigation"
+#: A wildcard rule (a Guardrail on kind `*`) skips the cluster's own plumbing: Events,
+#: Leases (leader election, heartbeats), access reviews, and keepfix's own kinds, so
+#: that a Deny on every kind cannot stop controllers, nodes or the operator itself.
+PLUMBING_CONDITION_NAME: Final = "not-cluster-plumbing"
+_CEL_GROUP: Final = '(has(request.resource.group) ? request.resource.group : "")'
+_CEL_RESOURCE: Final = "request.resource.resource"
+PLUMBING_CONDITION: Final = {
+    "name": PLUMBING_CONDITION_NAME,
+    "expression": (
+        f'!({_CEL_GROUP} in ["", "events.k8s.io"] && {_CEL_RESOURCE} == "events")'
+        f' && !({_CEL_GROUP} == "coordination.k8s.io" && {_CEL_RESOURCE} == "leases")'
+        f' && !({_CEL_GROUP} in ["authentication.k8s.io", "authorization.k8s.io",'
+        f' "{conventions.GROUP}"])'
+    ),
+}
 
 
 def conditions(policies: policy.PolicySet) -> dict[str, tuple[dict[str, str], ...]]:
@@ -242,11 +258,7 @@ def configuration(
             "rules": [dict(r) for r in rules],
             # Left out when empty: API servers before 1.28 do not know the field, and
             # server-side apply drops a condition this manager applied before.
-            **(
-                {"matchConditions": [dict(c) for c in match_conditions[name]]}
-                if match_conditions.get(name)
-                else {}
-            ),
+            **_conditions_field([*match_conditions.get(name, ()), *_plumbing(rules)]),
             "clientConfig": options.endpoint.client_config(name, options.ca_bundle),
         }
         for name, rules in sorted(rules_by_webhook.items())
@@ -260,6 +272,15 @@ def configuration(
         "metadata": {"name": conventions.WEBHOOK_CONFIGURATION_NAME},
         "webhooks": webhooks,
     }
+
+
+def _plumbing(rules: Sequence[Mapping[str, Any]]) -> list[Mapping[str, str]]:
+    wildcard = any(WILDCARD in r.get("resources", ()) for r in rules)
+    return [PLUMBING_CONDITION] if wildcard else []
+
+
+def _conditions_field(found: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    return {"matchConditions": [dict(c) for c in found]} if found else {}
 
 
 class Registrar:
