@@ -12,7 +12,6 @@ every later test).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import socket
@@ -27,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from webhook_helpers import webhook_configuration
 
 from keepfix.api import conventions
 
@@ -156,17 +156,9 @@ def operator(cluster: Any, crds: list[str], tmp_path: Path) -> Iterator[StartOpe
 
 def _registered_port(cluster: Any) -> int | None:
     """The port the webhook configuration points at; an empty one counts as registered."""
-    proc = cluster.kubectl(
-        "get",
-        "validatingwebhookconfiguration",
-        conventions.WEBHOOK_CONFIGURATION_NAME,
-        "-o",
-        "json",
-        check=False,
-    )
-    if proc.returncode != 0:
+    body = webhook_configuration(cluster)
+    if body is None:
         return None
-    body = json.loads(proc.stdout)
     urls = [w["clientConfig"].get("url", "") for w in body.get("webhooks") or []]
     if not urls:
         return -1

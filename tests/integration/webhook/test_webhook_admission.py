@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import webhook_helpers
 import yaml
 from cryptography import x509
 
@@ -149,14 +150,8 @@ def prevented(cluster: Any, kind: str, name: str, namespace: str | None = None) 
 
 
 def webhook_configuration(cluster: Any) -> dict[str, Any]:
-    proc = cluster.kubectl(
-        "get",
-        "validatingwebhookconfiguration",
-        conventions.WEBHOOK_CONFIGURATION_NAME,
-        "-o",
-        "json",
-    )
-    body: dict[str, Any] = json.loads(proc.stdout)
+    body = webhook_helpers.webhook_configuration(cluster)
+    assert body is not None, "no ValidatingWebhookConfiguration"
     return body
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from webhook_helpers import webhook_configuration
 
 from keepfix.adapters import kube
 from keepfix.adapters.webhook import registration
@@ -37,14 +37,9 @@ async def registrar(cluster: Any) -> AsyncIterator[registration.Registrar]:
 
 
 def conditions_of(cluster: Any) -> list[dict[str, Any]] | None:
-    proc = cluster.kubectl(
-        "get",
-        "validatingwebhookconfiguration",
-        conventions.WEBHOOK_CONFIGURATION_NAME,
-        "-o",
-        "json",
-    )
-    [hook] = json.loads(proc.stdout)["webhooks"]
+    body = webhook_configuration(cluster)
+    assert body is not None
+    [hook] = body["webhooks"]
     found: list[dict[str, Any]] | None = hook.get("matchConditions")
     return found
 
