@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from keepfix.adapters import pki
 from keepfix.cli import main
-from keepfix.localcluster import kubeconfig, pki
+from keepfix.localcluster import kubeconfig
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from keepfix.adapters import pki
 from keepfix.localcluster import binaries as discovery
-from keepfix.localcluster import kubeconfig, pki, processes
+from keepfix.localcluster import kubeconfig, processes
 
 ADMIN_USER = "admin"
 ADMIN_GROUPS = ("system:masters",)

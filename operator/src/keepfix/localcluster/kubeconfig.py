@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from keepfix.localcluster import pki
+from keepfix.adapters import pki
 
 
 def render(*, server: str, ca_pem: bytes, client: pki.KeyPair, name: str = "keepfix-local") -> str:

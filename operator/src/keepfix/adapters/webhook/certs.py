@@ -5,7 +5,8 @@ certificate against the `caBundle` of the ValidatingWebhookConfiguration, so
 the operator needs a CA and a serving certificate whose subject alternative
 names cover how the API server reaches it: `127.0.0.1`/`localhost` in dev
 mode, the Service DNS names in service mode. Kopf's own self-signed path
-goes through oscrypto, which breaks on OpenSSL 3; this module does not.
+goes through oscrypto, which breaks on OpenSSL 3; this module uses
+`keepfix.adapters.pki`, as the local control plane does.
 
 Files follow the kubernetes.io/tls Secret layout (`tls.crt`, `tls.key`,
 `ca.crt`), so a cert-manager Certificate mounted into the same folder
@@ -24,19 +25,17 @@ import pathlib
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from keepfix.adapters import pki
 
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CA_FILE = "ca.crt"
 
-DEFAULT_VALIDITY = datetime.timedelta(days=365)
+DEFAULT_VALIDITY = pki.VALIDITY
 #: A certificate that expires sooner than this is replaced at start-up.
 RENEW_BEFORE = datetime.timedelta(days=30)
-#: Clock skew tolerated between this process and the API server.
-BACKDATE = datetime.timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,48 +77,17 @@ def generate(
     valid_for: datetime.timedelta = DEFAULT_VALIDITY,
 ) -> Bundle:
     """A fresh CA and a serving certificate for `hosts` (DNS names or IP addresses)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keepfix-webhook-ca")])
-    not_before, not_after = now - BACKDATE, now + valid_for
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+    ca = pki.new_ca("keepfix-webhook-ca", now=now, valid_for=valid_for)
+    ips = [h for h in hosts if _is_ip(h)]
+    serving = pki.new_serving_cert(
+        ca,
+        now=now,
+        dns_names=[h for h in hosts if not _is_ip(h)],
+        ips=ips,
+        common_name=hosts[0],
+        valid_for=valid_for,
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(_sans(hosts)), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return Bundle(
-        ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    return Bundle(ca_pem=ca.cert_pem, cert_pem=serving.cert_pem, key_pem=serving.key_pem)
 
 
 def write(bundle: Bundle, *, directory: pathlib.Path) -> Paths:
@@ -171,27 +139,17 @@ def covered_names(cert: x509.Certificate) -> tuple[x509.GeneralName, ...]:
 
 
 def _sans(hosts: Sequence[str]) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return names
+    return [
+        x509.IPAddress(ipaddress.ip_address(h)) if _is_ip(h) else x509.DNSName(h) for h in hosts
+    ]
 
 
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_atomic(path: pathlib.Path, data: bytes, *, mode: int) -> None:

@@ -1,11 +1,13 @@
-"""Certificates and keys for a local control plane, made with `cryptography`.
+"""Certificate authorities and certificates, made with `cryptography`.
 
-Three trust roots, as in a kubeadm cluster: a serving CA (the API server's
-certificate chains to it; it is also the `--root-ca-file` that pods trust), a
-client CA (every client certificate, admin or minted, chains to it) and the
-service-account signing key pair. ECDSA P-256 throughout: the API server
-accepts it everywhere and a key takes microseconds, where RSA takes tens of
-milliseconds on a busy machine.
+Used for the local control plane (`keepfix.localcluster`) and for the
+webhook's serving certificate (`keepfix.adapters.webhook.certs`). A local
+control plane has three trust roots, as a kubeadm cluster does: a serving CA
+(the API server's certificate chains to it; it is also the `--root-ca-file`
+that pods trust), a client CA (every client certificate, admin or minted,
+chains to it) and the service-account signing key pair. ECDSA P-256
+throughout: the API server accepts it everywhere and a key takes
+microseconds, where RSA takes tens of milliseconds on a busy machine.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ SERVING_DNS_NAMES = (
 )
 SERVING_IPS = ("127.0.0.1", "10.0.0.1")
 
-_VALIDITY = datetime.timedelta(days=365)
+VALIDITY = datetime.timedelta(days=365)
+#: Clock skew tolerated between the signer and whoever checks the certificate.
 _BACKDATE = datetime.timedelta(hours=1)
 
 
@@ -64,12 +67,14 @@ class KeyPair:
         return cls(cert_path.read_bytes(), key_path.read_bytes())
 
 
-def new_ca(common_name: str, *, now: datetime.datetime) -> KeyPair:
+def new_ca(
+    common_name: str, *, now: datetime.datetime, valid_for: datetime.timedelta = VALIDITY
+) -> KeyPair:
     """A self-signed certificate authority."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
-        _base(name, key.public_key(), now)
+        _base(name, key.public_key(), now, valid_for)
         .issuer_name(name)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_usage(cert_sign=True), critical=True)
@@ -84,16 +89,19 @@ def new_serving_cert(
     now: datetime.datetime,
     dns_names: Sequence[str] = SERVING_DNS_NAMES,
     ips: Sequence[str] = SERVING_IPS,
+    common_name: str = "kube-apiserver",
+    valid_for: datetime.timedelta = VALIDITY,
 ) -> KeyPair:
     """A TLS server certificate signed by `ca`, valid for `dns_names` and `ips`."""
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     return _leaf(
         ca,
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
         ExtendedKeyUsageOID.SERVER_AUTH,
         now=now,
         sans=sans,
+        valid_for=valid_for,
     )
 
 
@@ -131,11 +139,12 @@ def _leaf(
     *,
     now: datetime.datetime,
     sans: Sequence[x509.GeneralName] = (),
+    valid_for: datetime.timedelta = VALIDITY,
 ) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = ca.cert
     builder = (
-        _base(subject, key.public_key(), now)
+        _base(subject, key.public_key(), now, valid_for)
         .issuer_name(ca_cert.subject)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(cert_sign=False), critical=True)
@@ -151,7 +160,10 @@ def _leaf(
 
 
 def _base(
-    subject: x509.Name, public_key: ec.EllipticCurvePublicKey, now: datetime.datetime
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    now: datetime.datetime,
+    valid_for: datetime.timedelta,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -159,7 +171,7 @@ def _base(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + valid_for)
     )
 
 
