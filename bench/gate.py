@@ -425,7 +425,7 @@ def section(rows: Sequence[Row], steps: dict[str, float], *, quick: bool, repeat
         f"`python -m bench gate` (bench/gate.py), {time.strftime('%Y-%m-%d', time.gmtime())}, "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"PyYAML {yaml.__version__} (libyaml {'yes' if yaml.__with_libyaml__ else 'no'}), "
-        f"{platform.machine()}, {_cpu()}, {os.cpu_count()} CPUs; "
+        f"{platform.machine()}, {cpu_name()}, {os.cpu_count()} CPUs; "
         f"best of {repeat}{', QUICK sizes (1/10)' if quick else ''}.",
         "",
         "Parse = read every manifest and policy file and "
@@ -467,7 +467,8 @@ def section(rows: Sequence[Row], steps: dict[str, float], *, quick: bool, repeat
     return "\n".join(lines)
 
 
-def _cpu() -> str:
+def cpu_name() -> str:
+    """The processor's model name, for the benchmark sections."""
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

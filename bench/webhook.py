@@ -408,7 +408,7 @@ def section(
     lines = [
         f"## {SECTION}",
         "",
-        f"`python -m bench webhook{' --quick' if quick else ''}` on {_cpu()}, "
+        f"`python -m bench webhook{' --quick' if quick else ''}` on {gate_bench.cpu_name()}, "
         f"{os.cpu_count()} CPUs shared with other work "
         f"(load average {_load_average():.1f} at the end), "
         f"Python {platform.python_version()}; {MITIGATIONS:,} Mitigations and {GUARDRAILS} "
@@ -479,16 +479,6 @@ def section(
 
 def _load_average() -> float:
     return os.getloadavg()[0]
-
-
-def _cpu() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
