@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,14 +19,10 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-
-T = TypeVar("T")
-
-#: Seconds to wait for the operator to act (the machine is shared and slow).
-PATIENCE = float(os.environ.get("KEEPFIX_TEST_PATIENCE", "60"))
+from shared_helpers import eventually, free_port, stop_process
 
 FAST = {
     "KEEPFIX_FIGHT_LIMIT": "50",
@@ -41,31 +35,6 @@ FAST = {
     "KEEPFIX_EVENT_SERIES_WINDOW": "60",
     "KEEPFIX_OPERATOR_NAMESPACE": "keepfix-acceptance",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def eventually(check: Callable[[], T | None], what: str, *, patience: float = PATIENCE) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + patience
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except AssertionError:
-            raise
-        except Exception as error:
-            last = error
-        if last and not isinstance(last, Exception):
-            found: T = last
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out waiting for {what}; last: {last!r}")
-        time.sleep(0.2)
 
 
 def never(check: Callable[[], Any], what: str, *, settle: float = 3.0) -> None:
@@ -110,13 +79,7 @@ class Operator:
         return ok
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Kube:

@@ -11,35 +11,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_helpers import eventually, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "keepfix"
 NS = "keepfix-rbac"
 APP_NS = "rbac-shop"
-PATIENCE = float(os.environ.get("KEEPFIX_TEST_PATIENCE", "60"))
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

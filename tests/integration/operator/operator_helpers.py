@@ -10,20 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-
-#: Seconds to wait for the operator to act; generous, since the machine is shared.
-PATIENCE = float(os.environ.get("KEEPFIX_TEST_PATIENCE", "60"))
+from shared_helpers import T, eventually, free_port, stop_process
 
 #: Short timing knobs so no test sleeps through the production defaults.
 FAST = {
@@ -80,19 +74,7 @@ class Operator:
             return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        stop_process(self.proc)
 
 
 def start_operator(
@@ -124,24 +106,6 @@ def start_operator(
 
 def _died(op: Operator) -> bool:
     raise AssertionError(f"The operator exited with {op.proc.returncode}:\n{op.log_text()[-3000:]}")
-
-
-def eventually(check: Callable[[], T | None], what: str, *, patience: float = PATIENCE) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + patience
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except AssertionError:
-            raise
-        except Exception as error:
-            last = error
-        if last and not isinstance(last, Exception):
-            return last  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out waiting for {what}; last: {last!r}")
-        time.sleep(0.1)
 
 
 def get(cluster: Any, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:

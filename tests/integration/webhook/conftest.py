@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,31 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
+from shared_helpers import eventually, free_port, stop_process
 from webhook_helpers import webhook_configuration
 
 from keepfix.api import conventions
-
-#: How long to wait for something that should happen within a second or two.
-EVENTUALLY = 60.0
-
-
-def eventually(check: Callable[[], Any], *, what: str, timeout: float = EVENTUALLY) -> Any:
-    """Call `check` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass
@@ -89,13 +65,7 @@ class Operator:
             return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 StartOperator = Callable[..., Operator]

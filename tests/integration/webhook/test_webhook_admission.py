@@ -18,6 +18,7 @@ import pytest
 import webhook_helpers
 import yaml
 from cryptography import x509
+from shared_helpers import eventually
 
 from keepfix.adapters import kube
 from keepfix.adapters.webhook import certs
@@ -28,8 +29,6 @@ pytestmark = pytest.mark.integration
 #: The `operator` fixture: starts `python -m keepfix.handlers` (see conftest.py).
 StartOperator = Callable[..., Any]
 Guardrails = Callable[[dict[str, Any]], None]
-#: How long to wait for something that should happen within a second or two.
-EVENTUALLY = 60.0
 PRIVILEGED_PATH = "spec.template.spec.containers[*].securityContext.privileged"
 # The issue's example is `... is true (known-bad; INC-99, owner platform-sre)`; the
 # punctuation between the finding and its context is core.policy's (shared with
@@ -41,16 +40,6 @@ DENIAL = (
 )
 CONTEXT = "INC-99, owner platform-sre)"
 DEPLOYMENTS = kube.Resource("apps", "v1", "Deployment", "deployments", namespaced=True)
-
-
-def eventually(check: Callable[[], Any], *, what: str, timeout: float = EVENTUALLY) -> Any:
-    """Call `check` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out waiting for {what}")
-        time.sleep(0.1)
-    return result
 
 
 def guardrail(
