@@ -133,3 +133,46 @@ def test_guardrails_created_together_each_audit_existing_objects(
             }
     finally:
         cluster.kubectl("delete", "guardrail", first, *names, "--ignore-not-found")
+
+
+def test_guardrail_on_a_cluster_scoped_kind_audits_it(
+    cluster: Any, namespace: str, operator: Operator
+) -> None:
+    """Namespaces (cluster-scoped) are audited: a new one without a `team` label is counted."""
+    name = f"ns-team-{namespace}"
+    mark = namespace[-6:]
+    apply(
+        cluster,
+        {
+            "apiVersion": "keepfix.dev/v1alpha1",
+            "kind": "Guardrail",
+            "metadata": {"name": name},
+            "spec": {
+                "match": {
+                    "resources": [{"apiGroups": [""], "kinds": ["Namespace"]}],
+                    "selector": {"matchLabels": {"audit-mark": mark}},
+                },
+                "rules": [{"name": "team", "path": "metadata.labels.team", "present": True}],
+                "enforcement": "Audit",
+            },
+        },
+    )
+    extra = f"{namespace}-x"
+    try:
+        until(
+            lambda: get(cluster, "guardrail", name).get("status") or {},
+            lambda s: s.get("observedGeneration") == 1 and s.get("violations") == 0,
+            "the first audit",
+        )
+        namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": extra}}
+        namespace_doc["metadata"]["labels"] = {"audit-mark": mark}
+        apply(cluster, namespace_doc)
+        status = until(
+            lambda: get(cluster, "guardrail", name)["status"],
+            lambda s: s["violations"] == 1,
+            "the new Namespace counted",
+        )
+        assert status["sample"][0]["name"] == extra
+    finally:
+        cluster.kubectl("delete", "guardrail", name, "--ignore-not-found")
+        cluster.kubectl("delete", "namespace", extra, "--ignore-not-found", "--wait=false")

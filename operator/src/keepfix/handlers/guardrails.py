@@ -267,7 +267,8 @@ async def _list_and_check(
 
 
 #: The Guardrails to check per (watch key, namespace): those naming the namespace, and
-#: under WILDCARD those naming none. Rebuilt from `_audits` when it changes.
+#: under WILDCARD those naming none; under "" every Guardrail of the key (cluster-scoped
+#: objects, which rules.matches does not filter by namespace). Rebuilt when `_audits` changes.
 _index: dict[tuple[watches_.WatchKey, str], list[tuple[str, Audit]]] | None = None
 WILDCARD = "*"
 
@@ -279,12 +280,11 @@ def _candidates(key: watches_.WatchKey, namespace: str) -> list[tuple[str, Audit
         _index = {}
         for name, audit in _audits.items():
             for k in audit.keys:
+                _index.setdefault((k, ""), []).append((name, audit))
                 for ns in audit.compiled.match.namespaces or (WILDCARD,):
                     _index.setdefault((k, ns), []).append((name, audit))
     if not namespace:
-        # rules.matches does not filter cluster-scoped objects by namespace.
-        found = {n: a for (k, _), hits in _index.items() if k == key for n, a in hits}
-        return list(found.items())
+        return _index.get((key, ""), [])
     return [*_index.get((key, namespace), ()), *_index.get((key, WILDCARD), ())]
 
 
