@@ -267,10 +267,9 @@ async def _list_and_check(
 
 
 #: The Guardrails to check per (watch key, namespace): those naming the namespace, and
-#: under WILDCARD those naming none; under "" every Guardrail of the key (cluster-scoped
+#: under `*` those naming none; under "" every Guardrail of the key (cluster-scoped
 #: objects, which rules.matches does not filter by namespace). Rebuilt when `_audits` changes.
 _index: dict[tuple[watches_.WatchKey, str], list[tuple[str, Audit]]] | None = None
-WILDCARD = "*"
 
 
 def _candidates(key: watches_.WatchKey, namespace: str) -> list[tuple[str, Audit]]:
@@ -281,11 +280,11 @@ def _candidates(key: watches_.WatchKey, namespace: str) -> list[tuple[str, Audit
         for name, audit in _audits.items():
             for k in audit.keys:
                 _index.setdefault((k, ""), []).append((name, audit))
-                for ns in audit.compiled.match.namespaces or (WILDCARD,):
+                for ns in audit.compiled.match.namespaces or (rules.WILDCARD,):
                     _index.setdefault((k, ns), []).append((name, audit))
     if not namespace:
         return _index.get((key, ""), [])
-    return [*_index.get((key, namespace), ()), *_index.get((key, WILDCARD), ())]
+    return [*_index.get((key, namespace), ()), *_index.get((key, rules.WILDCARD), ())]
 
 
 async def on_event(event: watches_.WatchEvent) -> None:
