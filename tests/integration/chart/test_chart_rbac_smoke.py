@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shared_helpers import eventually, free_port
+from shared_helpers import eventually, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "keepfix"
@@ -69,12 +68,7 @@ def sa_operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         try:
             yield c
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def deployment(name: str, memory: str, privileged: bool = False) -> str:
